@@ -1,0 +1,147 @@
+//! Bodies of the CLI commands: wire config, store, kernel and the pure core together, and
+//! print. Each returns the exit code for success paths; errors carry their own.
+
+use crate::apply::{Mode, reconcile};
+use crate::check::Level;
+use crate::config::Config;
+use crate::error::BadInput;
+use crate::intent::Scope;
+use crate::netlink::Netlink;
+use crate::store::Store;
+use crate::switch::Switch;
+use anyhow::{Context, Result};
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+/// `virt-vlan apply [--dry-run | --confirm] [--stats]`
+pub fn apply(config_path: &Path, dry_run: bool, confirm: bool, stats: bool) -> Result<u8> {
+    let config = Config::load(config_path)?;
+    let store = Store::open_default();
+    let mut nl = Netlink::open()?;
+    let outcome = if dry_run {
+        let mut record = store.load_unlocked()?;
+        reconcile(
+            &mut nl,
+            &config,
+            &[],
+            &mut record,
+            &Scope::Host,
+            Mode::DryRun,
+        )?
+    } else {
+        let lock = store.lock()?;
+        let mut record = store.load(&lock)?;
+        let mut ask = |plan: &crate::plan::Plan| -> bool {
+            print!("{}", plan.render());
+            eprint!("apply these {} change(s)? [y/N] ", plan.write_count());
+            let _ = std::io::stderr().flush();
+            let mut answer = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut answer);
+            matches!(answer.trim(), "y" | "Y" | "yes")
+        };
+        let mode = if confirm {
+            Mode::Confirm(&mut ask)
+        } else {
+            Mode::Apply
+        };
+        let outcome = reconcile(&mut nl, &config, &[], &mut record, &Scope::Host, mode)?;
+        if outcome.applied {
+            store.save(&lock, &record)?;
+        }
+        outcome
+    };
+    for (b, p) in &outcome.stale {
+        tracing::info!("forgot {p} on {b}: the port is gone or was re-created");
+    }
+    if dry_run {
+        print!("{}", outcome.plan.render());
+    } else if !outcome.applied {
+        if !outcome.plan.is_empty() {
+            println!("not applied: nothing changed");
+        }
+    } else if outcome.plan.is_empty() {
+        println!("nothing to do: the host already matches {}", config.path);
+    } else {
+        let changed: BTreeSet<&str> = outcome
+            .plan
+            .ports
+            .iter()
+            .filter(|p| !p.is_noop())
+            .map(|p| p.port.as_str())
+            .collect();
+        println!(
+            "applied {} change(s) to {} port(s) and {} bridge setting(s); verified",
+            outcome.plan.write_count(),
+            changed.len(),
+            outcome.plan.settings.len()
+        );
+    }
+    if stats {
+        eprintln!("{}", serde_json::to_string(&outcome.stats)?);
+    }
+    Ok(0)
+}
+
+/// Reads the kernel for `config`'s bridges.
+fn read_host(config: &Config) -> Result<crate::state::HostState> {
+    let mut nl = Netlink::open()?;
+    nl.read(&config.bridges.keys().cloned().collect())
+}
+
+/// `virt-vlan show [--json]`
+pub fn show(config_path: &Path, json: bool) -> Result<u8> {
+    let config = Config::load(config_path)?;
+    let state = read_host(&config)?;
+    let record = Store::open_default().load_unlocked()?;
+    let rows = crate::show::rows(&config, &state, &record);
+    for name in config
+        .bridges
+        .keys()
+        .filter(|b| !state.bridges.contains_key(*b))
+    {
+        eprintln!("virt-vlan: bridge {name} does not exist");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", crate::show::table(&rows));
+    }
+    Ok(0)
+}
+
+/// `virt-vlan check`: exit 0 when nothing is wrong (warnings allowed), 1 otherwise.
+pub fn check(config_path: &Path) -> Result<u8> {
+    let config = Config::load(config_path)?;
+    let state = read_host(&config)?;
+    let record = Store::open_default().load_unlocked()?;
+    let findings = crate::check::check(&config, &state, &record);
+    for f in &findings {
+        println!("{f}");
+    }
+    Ok(if findings.iter().any(|f| f.level == Level::Error) {
+        1
+    } else {
+        0
+    })
+}
+
+/// `virt-vlan import kvmvlan --bridge-init FILE --vlan-filtering FILE`
+pub fn import_kvmvlan(bridge_init: &Path, vlan_filtering: &Path) -> Result<u8> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map_err(|e| BadInput(format!("{}: cannot read: {e}", p.display())))
+            .context("import kvmvlan")
+    };
+    let bi = read(bridge_init)?;
+    let vf = read(vlan_filtering)?;
+    let (toml, notes) = crate::kvmvlan::import(
+        (&bridge_init.display().to_string(), &bi),
+        (&vlan_filtering.display().to_string(), &vf),
+    )?;
+    for n in notes {
+        eprintln!("virt-vlan: note: {n}");
+    }
+    print!("{toml}");
+    Ok(0)
+}

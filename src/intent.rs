@@ -1,0 +1,609 @@
+//! Desired state: which VLANs every port in scope should carry and where that came from.
+//! Pure: binds config and guest ports to the bridges the kernel reports, enforces the bridges'
+//! `allowed` policy and computes on-demand uplinks. No I/O.
+
+use crate::config::{Config, VlanProtocol};
+use crate::error::BadInput;
+use crate::ownership::Record;
+use crate::port_vlans::{PortVlans, VlanFlags};
+use crate::state::HostState;
+use crate::vid::VidSet;
+use anyhow::{Result, anyhow, bail};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// What a port is to its bridge.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The bridge's own port: the host's access to the bridge.
+    #[serde(rename = "self")]
+    SelfPort,
+    Uplink,
+    Guest,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::SelfPort => "self",
+            Role::Uplink => "uplink",
+            Role::Guest => "guest",
+        })
+    }
+}
+
+/// Where a port's VLANs came from, for `show` and for messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    /// Human description: `config t.toml:14`, `metadata`, `portgroup dmz-4 of network lan`…
+    pub what: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// The guest interface as libvirt names it (MAC, alias).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+}
+
+impl Origin {
+    pub fn new(what: impl Into<String>) -> Self {
+        Origin {
+            what: what.into(),
+            domain: None,
+            interface: None,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.domain, &self.interface) {
+            (Some(d), Some(i)) => write!(f, "{d} {i}: {}", self.what),
+            (Some(d), None) => write!(f, "{d}: {}", self.what),
+            _ => f.write_str(&self.what),
+        }
+    }
+}
+
+/// A guest port whose tap name is known, with the VLANs its winning source gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestPort {
+    pub ifname: String,
+    pub vlans: PortVlans,
+    pub origin: Origin,
+}
+
+/// One port's desired VLANs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortIntent {
+    pub role: Role,
+    pub vlans: PortVlans,
+    pub origin: Origin,
+}
+
+/// Bridge settings to enforce; `None` leaves the kernel's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DesiredSettings {
+    pub vlan_filtering: bool,
+    pub default_pvid: Option<u16>,
+    pub vlan_protocol: Option<VlanProtocol>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeIntent {
+    pub name: String,
+    pub settings: DesiredSettings,
+    /// Ports in scope, the bridge's own port under the bridge's name.
+    pub ports: BTreeMap<String, PortIntent>,
+    /// Recorded guest ports this run takes away (their owned VIDs are removed).
+    pub released: BTreeSet<String>,
+}
+
+/// Desired state of every bridge in scope.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Intent {
+    pub bridges: BTreeMap<String, BridgeIntent>,
+}
+
+/// Which part of the host one run reconciles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every managed bridge and every port on it; recorded guest ports not in the intent any
+    /// more are released.
+    Host,
+    /// These guest ports, plus settings, uplinks and own port of their bridges.
+    Ports(BTreeSet<String>),
+    /// Only settings, uplinks and own port of these bridges (after guests went away).
+    Bridges(BTreeSet<String>),
+}
+
+/// Builds the intent for `scope`.
+///
+/// `guests` are guest ports learnt from libvirt (or any other source) with their tap names;
+/// the config's own `[[ports]]` without a `domain` are added here. Guest ports on bridges not
+/// in the config, missing ports and bridges are errors (exit 1); a VID outside a bridge's
+/// `allowed` is bad input (exit 2).
+pub fn resolve(
+    config: &Config,
+    state: &HostState,
+    guests: &[GuestPort],
+    record: &Record,
+    scope: &Scope,
+) -> Result<Intent> {
+    let mut guest_ports: BTreeMap<String, (String, PortIntent)> = BTreeMap::new();
+    let take_static = matches!(scope, Scope::Host);
+    if take_static {
+        for p in config.ports_of_domain(None) {
+            let bridge = bind_port(config, state, &p.interface, p.bridge.as_deref())
+                .map_err(|e| anyhow!("{}: port {}: {e}", p.at, p.interface))?;
+            let origin = Origin::new(format!("config {}", p.at));
+            guest_ports.insert(
+                p.interface.clone(),
+                (
+                    bridge,
+                    PortIntent {
+                        role: Role::Guest,
+                        vlans: p.vlans.clone(),
+                        origin,
+                    },
+                ),
+            );
+        }
+    }
+    for g in guests {
+        let bridge = bind_port(config, state, &g.ifname, None)
+            .map_err(|e| anyhow!("{}: port {}: {e}", g.origin, g.ifname))?;
+        if let Some((_, first)) = guest_ports.get(&g.ifname) {
+            bail!(
+                "port {} is given VLANs twice: by {} and by {}",
+                g.ifname,
+                first.origin,
+                g.origin
+            );
+        }
+        guest_ports.insert(
+            g.ifname.clone(),
+            (
+                bridge,
+                PortIntent {
+                    role: Role::Guest,
+                    vlans: g.vlans.clone(),
+                    origin: g.origin.clone(),
+                },
+            ),
+        );
+    }
+    if let Scope::Ports(only) = scope {
+        for name in only {
+            if !guest_ports.contains_key(name) {
+                bail!("port {name} is in scope but nothing says which VLANs it carries");
+            }
+        }
+    }
+
+    // Policy: every guest VID within its bridge's `allowed`.
+    for (name, (bridge, p)) in &guest_ports {
+        let b = &config.bridges[bridge];
+        let outside = p.vlans.members().difference(&b.allowed);
+        if !outside.is_empty() {
+            return Err(BadInput(format!(
+                "{}: port {name}: VID {outside} is not allowed on bridge {bridge} \
+                 (allowed = \"{}\" at {})",
+                p.origin, b.allowed, b.at
+            ))
+            .into());
+        }
+    }
+
+    let bridges_in_scope: BTreeSet<String> = match scope {
+        Scope::Host => config.bridges.keys().cloned().collect(),
+        Scope::Ports(_) => guest_ports.values().map(|(b, _)| b.clone()).collect(),
+        Scope::Bridges(set) => set
+            .iter()
+            .filter(|b| config.bridges.contains_key(*b))
+            .cloned()
+            .collect(),
+    };
+
+    let mut intent = Intent::default();
+    for name in bridges_in_scope {
+        let bc = &config.bridges[&name];
+        let bs = state
+            .bridges
+            .get(&name)
+            .ok_or_else(|| anyhow!("{}: bridge {name} does not exist", bc.at))?;
+        let mut ports = BTreeMap::new();
+        for uplink in bc.uplinks.keys() {
+            match state.bridge_of(uplink) {
+                Some(b) if b.name == name => {}
+                Some(b) => bail!(
+                    "{}: uplink {uplink} of {name} is a port of bridge {}",
+                    bc.uplinks[uplink].at,
+                    b.name
+                ),
+                None => bail!(
+                    "{}: uplink {uplink} of {name} is not a port of {name} (missing or not enslaved)",
+                    bc.uplinks[uplink].at
+                ),
+            }
+        }
+        // Guests of this bridge that uplinks carry on demand: this run's, plus recorded ones
+        // that still exist and are not being replaced or released.
+        let mut released = BTreeSet::new();
+        let mut on_demand = VidSet::new();
+        for (port, (b, p)) in &guest_ports {
+            if *b == name {
+                on_demand = on_demand.union(&p.vlans.members());
+                ports.insert(port.clone(), p.clone());
+            }
+        }
+        for (port, rec) in record.ports_of(&name) {
+            if rec.role != Role::Guest || ports.contains_key(port) {
+                continue;
+            }
+            let alive = bs.ports.get(port).is_some_and(|p| p.ifindex == rec.ifindex);
+            if matches!(scope, Scope::Host) || !alive {
+                if alive {
+                    released.insert(port.clone());
+                }
+            } else {
+                on_demand = on_demand.union(&rec.desired.members());
+            }
+        }
+        for (uplink, hp) in &bc.uplinks {
+            ports.insert(
+                uplink.clone(),
+                host_port_intent(Role::Uplink, hp, &on_demand),
+            );
+        }
+        if let Some(hp) = &bc.self_port {
+            ports.insert(
+                name.clone(),
+                host_port_intent(Role::SelfPort, hp, &on_demand),
+            );
+        }
+        intent.bridges.insert(
+            name.clone(),
+            BridgeIntent {
+                name: name.clone(),
+                settings: DesiredSettings {
+                    vlan_filtering: bc.vlan_filtering,
+                    default_pvid: bc.default_pvid,
+                    vlan_protocol: bc.vlan_protocol,
+                },
+                ports,
+                released,
+            },
+        );
+    }
+    Ok(intent)
+}
+
+/// The managed bridge `port` is enslaved to, checked against the bridge the config names.
+fn bind_port(
+    config: &Config,
+    state: &HostState,
+    port: &str,
+    want_bridge: Option<&str>,
+) -> Result<String> {
+    let Some(b) = state.bridge_of(port) else {
+        if state.bridges.contains_key(port) {
+            bail!("is a bridge, not a bridge port");
+        }
+        bail!("no such bridge port (the interface is missing or not enslaved to a bridge)");
+    };
+    if !config.bridges.contains_key(&b.name) {
+        bail!(
+            "is a port of bridge {}, which virt-vlan does not manage (no [bridges.{}] in {})",
+            b.name,
+            b.name,
+            config.path
+        );
+    }
+    if let Some(want) = want_bridge
+        && want != b.name
+    {
+        bail!(
+            "is a port of bridge {}, not of {want} as configured",
+            b.name
+        );
+    }
+    Ok(b.name.clone())
+}
+
+/// An uplink's or the bridge's own port's VLANs: the configured ones, plus (on demand) every
+/// guest VID not already configured, tagged.
+fn host_port_intent(role: Role, hp: &crate::config::HostPort, on_demand: &VidSet) -> PortIntent {
+    let mut vlans = hp.vlans.clone();
+    let mut what = format!("config {}", hp.at);
+    if hp.on_demand {
+        let extra = on_demand.difference(&vlans.members());
+        for v in extra.iter() {
+            vlans.set(
+                v,
+                VlanFlags {
+                    pvid: false,
+                    untagged: false,
+                },
+            );
+        }
+        if !extra.is_empty() {
+            what.push_str(&format!(" + on demand {extra}"));
+        }
+    }
+    PortIntent {
+        role,
+        vlans,
+        origin: Origin::new(what),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ownership::PortRecord;
+    use crate::state::{BridgeState, PortState};
+
+    fn s(x: &str) -> VidSet {
+        x.parse().unwrap()
+    }
+
+    fn config(text: &str) -> Config {
+        Config::parse("t.toml", text).unwrap()
+    }
+
+    fn state(bridges: &[(&str, &[&str])]) -> HostState {
+        let mut h = HostState::default();
+        let mut idx = 1;
+        for (b, ports) in bridges {
+            let mut bs = BridgeState {
+                name: b.to_string(),
+                ifindex: idx,
+                ..Default::default()
+            };
+            idx += 1;
+            for p in *ports {
+                bs.ports.insert(
+                    p.to_string(),
+                    PortState {
+                        name: p.to_string(),
+                        ifindex: idx,
+                        mac: None,
+                        vlans: PortVlans::access(1),
+                    },
+                );
+                idx += 1;
+            }
+            h.bridges.insert(b.to_string(), bs);
+        }
+        h
+    }
+
+    const CONF: &str = r#"
+[bridges.br0]
+default_pvid = 0
+allowed = "1-999"
+[bridges.br0.self]
+pvid = 1
+tagged = "200"
+[bridges.br0.uplinks.eth0]
+pvid = 1
+tagged = "100"
+on_demand = true
+[[ports]]
+interface = "veth0"
+pvid = 100
+tagged = "200,300"
+"#;
+
+    #[test]
+    fn host_scope_takes_config_ports_and_on_demand_uplinks() {
+        let c = config(CONF);
+        let st = state(&[("br0", &["eth0", "veth0", "vnet9"])]);
+        let i = resolve(&c, &st, &[], &Record::default(), &Scope::Host).unwrap();
+        let b = &i.bridges["br0"];
+        assert_eq!(b.settings.default_pvid, Some(0));
+        assert_eq!(
+            b.ports["veth0"].vlans.to_string(),
+            "pvid 100 untagged 100 tagged 200,300"
+        );
+        assert_eq!(b.ports["veth0"].origin.what, "config t.toml:12");
+        let up = &b.ports["eth0"];
+        assert_eq!(up.role, Role::Uplink);
+        // static 1 (untagged pvid), 100 tagged, plus guest 200,300 on demand (100 already there)
+        assert_eq!(up.vlans.to_string(), "pvid 1 untagged 1 tagged 100,200,300");
+        assert!(
+            up.origin.what.contains("on demand 200,300"),
+            "{}",
+            up.origin.what
+        );
+        // self is not on demand: exactly as configured
+        assert_eq!(
+            b.ports["br0"].vlans.to_string(),
+            "pvid 1 untagged 1 tagged 200"
+        );
+        assert_eq!(b.ports["br0"].role, Role::SelfPort);
+        // a port nobody configured is not in the intent at all
+        assert!(!b.ports.contains_key("vnet9"));
+    }
+
+    #[test]
+    fn port_scope_counts_recorded_guests_on_demand_and_skips_static_ports() {
+        let c = config(CONF);
+        let st = state(&[("br0", &["eth0", "veth0", "vnet1", "vnet2"])]);
+        let mut rec = Record::default();
+        rec.set(
+            "br0",
+            "vnet2",
+            PortRecord {
+                ifindex: st.ifindex("br0", "vnet2").unwrap(),
+                role: Role::Guest,
+                owned: s("500"),
+                desired: PortVlans::access(500),
+                origin: Origin::new("metadata"),
+            },
+        );
+        // a stale record (wrong ifindex: the tap was re-created) does not count
+        rec.set(
+            "br0",
+            "vnet1",
+            PortRecord {
+                ifindex: 999,
+                role: Role::Guest,
+                owned: s("600"),
+                desired: PortVlans::access(600),
+                origin: Origin::new("metadata"),
+            },
+        );
+        let g = GuestPort {
+            ifname: "vnet1".into(),
+            vlans: PortVlans::access(42),
+            origin: Origin::new("metadata"),
+        };
+        let scope = Scope::Ports(["vnet1".to_string()].into());
+        let i = resolve(&c, &st, &[g], &rec, &scope).unwrap();
+        let b = &i.bridges["br0"];
+        assert_eq!(b.ports.keys().collect::<Vec<_>>(), ["br0", "eth0", "vnet1"]);
+        assert_eq!(b.ports["eth0"].vlans.tagged, s("42,100,500"));
+        assert!(b.released.is_empty());
+    }
+
+    #[test]
+    fn host_scope_releases_recorded_guests_no_longer_wanted() {
+        let c = config(CONF);
+        let st = state(&[("br0", &["eth0", "veth0", "vnet2"])]);
+        let mut rec = Record::default();
+        rec.set(
+            "br0",
+            "vnet2",
+            PortRecord {
+                ifindex: st.ifindex("br0", "vnet2").unwrap(),
+                role: Role::Guest,
+                owned: s("500"),
+                desired: PortVlans::access(500),
+                origin: Origin::new("metadata"),
+            },
+        );
+        let i = resolve(&c, &st, &[], &rec, &Scope::Host).unwrap();
+        let b = &i.bridges["br0"];
+        assert!(b.released.contains("vnet2"));
+        assert!(!b.ports["eth0"].vlans.tagged.contains(500));
+    }
+
+    #[test]
+    fn bridges_scope_recomputes_only_bridge_ports() {
+        let c = config(CONF);
+        let st = state(&[("br0", &["eth0", "veth0"])]);
+        let scope = Scope::Bridges(["br0".to_string(), "unmanaged".to_string()].into());
+        let i = resolve(&c, &st, &[], &Record::default(), &scope).unwrap();
+        assert_eq!(i.bridges.len(), 1);
+        assert_eq!(
+            i.bridges["br0"].ports.keys().collect::<Vec<_>>(),
+            ["br0", "eth0"]
+        );
+        assert_eq!(i.bridges["br0"].ports["eth0"].vlans.tagged, s("100"));
+    }
+
+    #[test]
+    fn errors_name_the_port_and_where_it_was_configured() {
+        let c = config(CONF);
+        let e = resolve(
+            &c,
+            &state(&[("br0", &["eth0"])]),
+            &[],
+            &Record::default(),
+            &Scope::Host,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("t.toml:12: port veth0: no such bridge port"),
+            "{e}"
+        );
+
+        let st = state(&[("br0", &["eth0"]), ("br9", &["veth0"])]);
+        let e = resolve(&c, &st, &[], &Record::default(), &Scope::Host)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("port veth0: is a port of bridge br9, which virt-vlan does not manage"),
+            "{e}"
+        );
+
+        let st = state(&[("br0", &["veth0"])]);
+        let e = resolve(&c, &st, &[], &Record::default(), &Scope::Host)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("uplink eth0 of br0 is not a port of br0"), "{e}");
+
+        let e = resolve(
+            &c,
+            &state(&[("br1", &["veth0"])]),
+            &[],
+            &Record::default(),
+            &Scope::Ports(Default::default()),
+        )
+        .map(|_| ())
+        .err();
+        assert!(e.is_none(), "an empty port scope touches no bridge");
+
+        let c2 = config("[bridges.br0]\n[bridges.br1]\n");
+        let e = resolve(
+            &c2,
+            &state(&[("br0", &[])]),
+            &[],
+            &Record::default(),
+            &Scope::Host,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("t.toml:2: bridge br1 does not exist"), "{e}");
+    }
+
+    #[test]
+    fn guest_vid_outside_allowed_is_bad_input() {
+        let c = config(CONF);
+        let st = state(&[("br0", &["eth0", "veth0", "vnet1"])]);
+        let g = GuestPort {
+            ifname: "vnet1".into(),
+            vlans: PortVlans::access(1000),
+            origin: Origin {
+                what: "metadata".into(),
+                domain: Some("vm1".into()),
+                interface: Some("net0".into()),
+            },
+        };
+        let e = resolve(
+            &c,
+            &st,
+            &[g],
+            &Record::default(),
+            &Scope::Ports(["vnet1".into()].into()),
+        )
+        .unwrap_err();
+        assert!(e.is::<BadInput>());
+        let msg = e.to_string();
+        assert!(
+            msg.contains("vm1 net0: metadata: port vnet1: VID 1000 is not allowed on bridge br0"),
+            "{msg}"
+        );
+        assert!(msg.contains("allowed = \"1-999\" at t.toml:2"), "{msg}");
+    }
+
+    #[test]
+    fn a_port_given_vlans_twice_is_refused() {
+        let c = config(CONF);
+        let st = state(&[("br0", &["eth0", "veth0"])]);
+        let g = GuestPort {
+            ifname: "veth0".into(),
+            vlans: PortVlans::access(5),
+            origin: Origin::new("metadata"),
+        };
+        let e = resolve(&c, &st, &[g], &Record::default(), &Scope::Host)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("given VLANs twice"), "{e}");
+    }
+}
