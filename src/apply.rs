@@ -45,6 +45,7 @@ pub fn reconcile(
     let start = sw.stats();
     let managed: BTreeSet<String> = config.bridges.keys().cloned().collect();
     let before = sw.read(&managed)?;
+    before.require_vlan_support(&managed)?;
     let mut rec = record.clone();
     let stale = rec.drop_stale(&before);
     let intent = resolve(config, &before, guests, &rec, scope)?;

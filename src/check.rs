@@ -54,13 +54,7 @@ pub fn check(config: &Config, state: &HostState, record: &Record) -> Vec<Finding
             continue;
         };
         if !bs.settings.vlan_supported {
-            push(
-                Level::Error,
-                format!(
-                    "bridge {name}: this kernel cannot filter VLANs on bridges (it was built \
-                     without CONFIG_BRIDGE_VLAN_FILTERING); virt-vlan needs a kernel that has it"
-                ),
-            );
+            push(Level::Error, crate::state::vlan_unsupported(name));
             continue;
         }
         if bs.settings.vlan_filtering != bc.vlan_filtering {

@@ -94,6 +94,9 @@ pub fn show(config_path: &Path, json: bool) -> Result<u8> {
     let config = Config::load(config_path)?;
     let state = read_host(&config)?;
     let record = Store::open_default().load_unlocked()?;
+    if let Err(e) = state.require_vlan_support(config.bridges.keys()) {
+        eprintln!("virt-vlan: {e}");
+    }
     let rows = crate::show::rows(&config, &state, &record);
     for name in config
         .bridges

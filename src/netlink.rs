@@ -30,6 +30,11 @@ const DUMP_RETRIES: usize = 5;
 /// A kernel answer to one request: errno (positive) and the kernel's message, if any.
 type Nack = (i32, String);
 
+/// The kernel refused a dump or a get with this errno.
+#[derive(Debug, thiserror::Error)]
+#[error("kernel refused the request: {}", std::io::Error::from_raw_os_error(*.0))]
+struct Refused(i32);
+
 pub struct Netlink {
     sock: Socket,
     seq: u32,
@@ -109,7 +114,7 @@ impl Netlink {
                     match m.payload {
                         NetlinkPayload::Done(_) => break 'recv,
                         NetlinkPayload::Error(e) if e.code.is_some() => {
-                            return Err(anyhow!("kernel refused a dump: {}", e.to_io()));
+                            return Err(Refused(-e.raw_code()).into());
                         }
                         NetlinkPayload::InnerMessage(inner) => out.push(inner),
                         _ => {}
@@ -137,9 +142,7 @@ impl Netlink {
                 return match m.payload {
                     NetlinkPayload::InnerMessage(inner) => Ok(Some(inner)),
                     NetlinkPayload::Error(e) if e.raw_code() == -libc::ENODEV => Ok(None),
-                    NetlinkPayload::Error(e) => {
-                        Err(anyhow!("kernel refused a request: {}", e.to_io()))
-                    }
+                    NetlinkPayload::Error(e) => Err(Refused(-e.raw_code()).into()),
                     _ => Ok(None),
                 };
             }
@@ -225,12 +228,14 @@ impl Netlink {
                     LinkInfo::Kind(InfoKind::Bridge) => is_bridge = true,
                     LinkInfo::Data(InfoData::Bridge(data)) => {
                         for d in data {
+                            // IFLA_BR_VLAN_FILTERING is reported by every kernel; the default
+                            // PVID only by one built with CONFIG_BRIDGE_VLAN_FILTERING.
                             match d {
-                                InfoBridge::VlanFiltering(f) => {
+                                InfoBridge::VlanFiltering(f) => s.vlan_filtering = *f,
+                                InfoBridge::VlanDefaultPvid(p) => {
                                     s.vlan_supported = true;
-                                    s.vlan_filtering = *f;
+                                    s.default_pvid = *p;
                                 }
-                                InfoBridge::VlanDefaultPvid(p) => s.default_pvid = *p,
                                 InfoBridge::VlanProtocol(p) => s.vlan_protocol = u16::from(*p),
                                 _ => {}
                             }
@@ -384,7 +389,17 @@ impl Switch for Netlink {
         req.attributes.push(LinkAttribute::ExtMask(vec![
             LinkExtentMask::BrvlanCompressed,
         ]));
-        let replies = self.dump(RouteNetlinkMessage::GetLink(req))?;
+        // A kernel without bridge VLAN filtering refuses this dump (EOPNOTSUPP); managed
+        // bridges are then looked up by name below and report `vlan_supported: false`.
+        let replies = match self.dump(RouteNetlinkMessage::GetLink(req)) {
+            Err(e)
+                if e.downcast_ref::<Refused>()
+                    .is_some_and(|r| r.0 == libc::EOPNOTSUPP) =>
+            {
+                Vec::new()
+            }
+            other => other?,
+        };
 
         struct Entry {
             ifindex: u32,

@@ -75,7 +75,7 @@ impl SettingsChange {
 
     /// `ip link set dev br0 type bridge vlan_filtering 1 …`
     pub fn command(&self) -> String {
-        let mut c = format!("ip link set dev {} type bridge", self.bridge);
+        let mut c = format!("ip link set dev {} type bridge", shell_word(&self.bridge));
         if let Some(f) = self.vlan_filtering {
             let _ = write!(c, " vlan_filtering {}", u8::from(f));
         }
@@ -216,8 +216,12 @@ impl Plan {
             };
             let _ = writeln!(
                 out,
-                "# {} on {} ({why}): {} -> {}",
-                p.port, p.bridge, p.before, p.desired
+                "# {} on {} ({}): {} -> {}",
+                p.port.escape_debug(),
+                p.bridge.escape_debug(),
+                why.replace('\n', " "),
+                p.before,
+                p.desired
             );
             for w in p.writes() {
                 let _ = writeln!(out, "{}", command(&w));
@@ -239,7 +243,7 @@ pub fn command(w: &PortWrite) -> String {
             for (a, b) in ranges {
                 lines.push(format!(
                     "bridge vlan del dev {} vid {} {whose}",
-                    w.port,
+                    shell_word(&w.port),
                     range(*a, *b)
                 ));
             }
@@ -248,7 +252,7 @@ pub fn command(w: &PortWrite) -> String {
             for e in entries {
                 let mut c = format!(
                     "bridge vlan add dev {} vid {}",
-                    w.port,
+                    shell_word(&w.port),
                     range(e.first, e.last)
                 );
                 if e.flags.pvid {
@@ -263,6 +267,20 @@ pub fn command(w: &PortWrite) -> String {
         }
     }
     lines.join("\n")
+}
+
+/// `s` as one shell word: as is when it holds only safe characters, else single-quoted.
+/// Interface names may legally contain `;`, `$`, quotes…; the dry run's output is meant to be
+/// runnable, so it must not be injectable.
+pub fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+@%=,".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 fn range(a: u16, b: u16) -> String {
@@ -321,11 +339,7 @@ pub fn plan_settings(intent: &Intent, state: &HostState) -> Result<Vec<SettingsC
             .get(&b.name)
             .ok_or_else(|| anyhow!("bridge {} does not exist", b.name))?;
         if !bs.settings.vlan_supported {
-            bail!(
-                "bridge {}: this kernel cannot filter VLANs on bridges (it was built without \
-                 CONFIG_BRIDGE_VLAN_FILTERING); virt-vlan needs a kernel that has it",
-                b.name
-            );
+            bail!(crate::state::vlan_unsupported(&b.name));
         }
         let have = bs.settings;
         let want = b.settings;
@@ -788,6 +802,22 @@ mod tests {
         h.bridges.get_mut("br0").unwrap().settings.vlan_supported = false;
         let e = plan_settings(&i, &h).unwrap_err().to_string();
         assert!(e.contains("CONFIG_BRIDGE_VLAN_FILTERING"), "{e}");
+    }
+
+    #[test]
+    fn hostile_names_are_quoted_in_commands() {
+        assert_eq!(shell_word("vnet0"), "vnet0");
+        assert_eq!(shell_word("a;rm"), "'a;rm'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word("$(x)"), "'$(x)'");
+        let w = PortWrite {
+            bridge: "br0".into(),
+            port: "g;x".into(),
+            ifindex: 1,
+            is_self: false,
+            op: PortOp::Del(vec![(5, 5)]),
+        };
+        assert_eq!(command(&w), "bridge vlan del dev 'g;x' vid 5 master");
     }
 
     #[test]

@@ -115,9 +115,10 @@ pub fn table(rows: &[Row]) -> String {
             (Some(d), None) => format!("{d}: {}", r.source),
             _ => r.source.clone(),
         };
+        // names may hold control characters the kernel allows; never send them raw to a tty
         cells.push(vec![
-            r.bridge.clone(),
-            r.port.clone(),
+            r.bridge.escape_debug().to_string(),
+            r.port.escape_debug().to_string(),
             r.role.clone(),
             r.pvid.map_or("-".to_string(), |p| p.to_string()),
             dash(&r.untagged),

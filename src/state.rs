@@ -51,7 +51,33 @@ pub struct PortState {
     pub vlans: PortVlans,
 }
 
+/// What to say when the kernel cannot filter VLANs on `bridge`.
+pub fn vlan_unsupported(bridge: &str) -> String {
+    format!(
+        "bridge {bridge}: this kernel cannot filter VLANs on bridges (it was built without \
+         CONFIG_BRIDGE_VLAN_FILTERING); virt-vlan needs a kernel that has it"
+    )
+}
+
 impl HostState {
+    /// Fails with [`vlan_unsupported`] if any of `bridges` exists on a kernel that cannot
+    /// filter VLANs: the first thing to say, before anything about ports.
+    pub fn require_vlan_support<'a>(
+        &self,
+        bridges: impl IntoIterator<Item = &'a String>,
+    ) -> anyhow::Result<()> {
+        for b in bridges {
+            if self
+                .bridges
+                .get(b)
+                .is_some_and(|s| !s.settings.vlan_supported)
+            {
+                anyhow::bail!(vlan_unsupported(b));
+            }
+        }
+        Ok(())
+    }
+
     /// The bridge a port named `port` is enslaved to, if any.
     pub fn bridge_of(&self, port: &str) -> Option<&BridgeState> {
         self.bridges.values().find(|b| b.ports.contains_key(port))
