@@ -1,0 +1,237 @@
+//! The command line on this machine (no lab VM): arguments, exit codes, bad config, the
+//! kvmvlan importer, and what virt-vlan says on a kernel that cannot filter VLANs — which is
+//! this development machine's own kernel, probed here rather than assumed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_virt-vlan");
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vv-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str], config: Option<&Path>, state: &Path) -> Output {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env("VIRT_VLAN_STATE_DIR", state)
+        .env_remove("VIRT_VLAN_CONFIG");
+    if let Some(p) = config {
+        c.env("VIRT_VLAN_CONFIG", p);
+    }
+    c.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn help_lists_every_command() {
+    let d = tmp("help");
+    let o = run(&["--help"], None, &d);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    for cmd in ["apply", "show", "check", "import"] {
+        assert!(out.contains(cmd), "{cmd} missing from --help:\n{out}");
+    }
+    assert!(out.contains("--config"), "{out}");
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let d = tmp("args");
+    assert_eq!(
+        run(&["apply", "--frobnicate"], None, &d).status.code(),
+        Some(2)
+    );
+    assert_eq!(run(&["nonsense"], None, &d).status.code(), Some(2));
+    assert_eq!(
+        run(&["apply", "--dry-run", "--confirm"], None, &d)
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn missing_and_bad_config_exit_2_naming_the_file_and_line() {
+    let d = tmp("config");
+    let missing = d.join("nope.toml");
+    for cmd in ["apply", "show", "check"] {
+        let o = run(&[cmd], Some(&missing), &d);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("nope.toml: cannot read config"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let bad = d.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[bridges.br0]\n\n[bridges.br0.uplinks.eth0]\ntagged = \"1-5,4095\"\n",
+    )
+    .unwrap();
+    let o = run(&["apply", "--dry-run"], Some(&bad), &d);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("bad.toml:4: bridges.br0.uplinks.eth0.tagged: VID 4095 is reserved"),
+        "{e}"
+    );
+    // --config wins over the environment
+    let o = run(
+        &["--config", bad.to_str().unwrap(), "check"],
+        Some(&missing),
+        &d,
+    );
+    assert!(stderr(&o).contains("bad.toml:4"), "{}", stderr(&o));
+}
+
+#[test]
+fn import_kvmvlan_prints_a_config_that_validates() {
+    let d = tmp("import");
+    let bi = d.join("bridge_init.conf");
+    let vf = d.join("vlan_filtering.conf");
+    std::fs::write(&bi, "[DEFAULT]\ntrunk-port =\ntrunk-pvid = 1\ntrunk-tags =\nbr-pvid = 1\n\n[br0]\ntrunk-port = eth0\ntrunk-tags = 200 201 202\n").unwrap();
+    std::fs::write(&vf, "[DEFAULT]\nguest =\npvid = 1\ntagged =\n\n[veth0]\nguest = vm01\npvid = 1\ntagged = 400 4\n").unwrap();
+    let args = [
+        "import",
+        "kvmvlan",
+        "--bridge-init",
+        bi.to_str().unwrap(),
+        "--vlan-filtering",
+        vf.to_str().unwrap(),
+    ];
+    let o = run(&args, None, &d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let toml = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        toml.contains("[bridges.br0.uplinks.eth0]\npvid = 1\ntagged = \"200-202\""),
+        "{toml}"
+    );
+    assert!(
+        toml.contains("domain = \"vm01\"\ninterface = \"veth0\"\npvid = 1\ntagged = \"4,400\""),
+        "{toml}"
+    );
+    // what it prints is a config virt-vlan accepts
+    let out = d.join("imported.toml");
+    std::fs::write(&out, &toml).unwrap();
+    let o = run(&["apply", "--dry-run"], Some(&out), &d);
+    assert_ne!(
+        o.status.code(),
+        Some(2),
+        "imported config must validate: {}",
+        stderr(&o)
+    );
+    // kvmvlan's own sample has a typo (`quest`): caught, with the place
+    std::fs::write(&vf, "[veth1]\nquest = vm02\npvid = 20\n").unwrap();
+    let o = run(&args, None, &d);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(
+            "vlan_filtering.conf:2: [veth1]: unknown key `quest` (did you mean `guest`?)"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(
+        &[
+            "import",
+            "kvmvlan",
+            "--bridge-init",
+            "/nonexistent",
+            "--vlan-filtering",
+            vf.to_str().unwrap(),
+        ],
+        None,
+        &d,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("/nonexistent: cannot read"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// On a kernel without bridge VLAN filtering (this machine's), every command says exactly
+/// that instead of a raw errno, and nothing changes. On a kernel that has it, the same setup
+/// must instead report the bridge's filtering as off.
+#[test]
+fn a_kernel_without_vlan_filtering_is_named_exactly() {
+    let d = tmp("kernel");
+    let ns = format!("vvcli{}", std::process::id());
+    let sh = |cmd: &str| Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    assert!(
+        sh(&format!("ip netns add {ns}")).status.success(),
+        "needs root and ip netns"
+    );
+    let cleanup = scopeguard(|| {
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    });
+    assert!(sh(&format!("ip -n {ns} link add br0 type bridge && ip -n {ns} link add v0 type veth peer name v1 && ip -n {ns} link set v0 master br0")).status.success());
+    let supported = sh(&format!(
+        "ip -n {ns} link set br0 type bridge vlan_filtering 1"
+    ))
+    .status
+    .success();
+    let _ = sh(&format!(
+        "ip -n {ns} link set br0 type bridge vlan_filtering 0"
+    ));
+    let cfg = d.join("k.toml");
+    std::fs::write(
+        &cfg,
+        "[bridges.br0]\ndefault_pvid = 0\n[[ports]]\ninterface = \"v0\"\npvid = 5\n",
+    )
+    .unwrap();
+    let vv = |args: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", &ns, BIN])
+            .args(args)
+            .env("VIRT_VLAN_CONFIG", &cfg)
+            .env("VIRT_VLAN_STATE_DIR", d.join("state"))
+            .output()
+            .unwrap()
+    };
+    let link_before = sh(&format!("ip -n {ns} -d link show br0")).stdout;
+    let check = vv(&["check"]);
+    let apply = vv(&["apply"]);
+    let check_out = String::from_utf8_lossy(&check.stdout).into_owned();
+    if supported {
+        assert!(check_out.contains("vlan_filtering is off"), "{check_out}");
+    } else {
+        let want = "bridge br0: this kernel cannot filter VLANs on bridges (it was built without CONFIG_BRIDGE_VLAN_FILTERING)";
+        assert_eq!(check.status.code(), Some(1));
+        assert!(check_out.contains(want), "{check_out}");
+        assert_eq!(apply.status.code(), Some(1));
+        assert!(stderr(&apply).contains(want), "{}", stderr(&apply));
+        assert!(
+            !stderr(&apply).contains("os error"),
+            "no raw errno: {}",
+            stderr(&apply)
+        );
+        assert_eq!(
+            sh(&format!("ip -n {ns} -d link show br0")).stdout,
+            link_before,
+            "nothing changed"
+        );
+        assert!(!d.join("state/ownership.json").exists());
+    }
+    drop(cleanup);
+}
+
+/// Runs `f` when dropped (also when the test panics).
+fn scopeguard<F: FnMut()>(f: F) -> impl Drop {
+    struct G<F: FnMut()>(F);
+    impl<F: FnMut()> Drop for G<F> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    G(f)
+}

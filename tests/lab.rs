@@ -1,0 +1,437 @@
+//! Lab tests: the real `virt-vlan` binary against a real kernel with bridge VLAN filtering,
+//! checked with iproute2 and with real frames. They run inside the lab VM (`make test`);
+//! Cargo.toml marks this target `test = false`, so a plain `cargo test` on a machine whose
+//! kernel cannot filter VLANs does not run them.
+
+mod labkit;
+
+use labkit::*;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+/// The switch most tests start from: uplink `up0` to an upstream switch carrying 100 and 200
+/// statically (and guests' VLANs on demand), the host on VLAN 1, five guest ports.
+const CONFIG: &str = r#"
+[bridges.br0]
+default_pvid = 0
+[bridges.br0.self]
+pvid = 1
+[bridges.br0.uplinks.up0]
+pvid = 1
+tagged = "100,200"
+on_demand = true
+[[ports]]
+interface = "g1"
+pvid = 100
+[[ports]]
+interface = "g2"
+pvid = 100
+[[ports]]
+interface = "g3"
+pvid = 200
+[[ports]]
+interface = "g4"
+tagged = "100,200"
+[[ports]]
+interface = "g5"
+pvid = 300
+tagged = "100"
+"#;
+
+/// Builds the topology for CONFIG and returns every endpoint with the VLAN it should be in.
+fn switch_lab(name: &str) -> (Lab, Vec<Endpoint>) {
+    let mut lab = Lab::new(name);
+    let mut eps = Vec::new();
+    let host = lab.name.clone();
+    lab.queue(&host, &format!("addr add {SUBNET}.1/24 dev br0"));
+    eps.push(Endpoint {
+        label: "host".into(),
+        ns: host,
+        ip: format!("{SUBNET}.1"),
+        vlan: 1,
+    });
+    let sw = lab.veth_port("up0", "br0");
+    lab.queue(&sw, &format!("addr add {SUBNET}.2/24 dev eth0"));
+    eps.push(Endpoint {
+        label: "sw".into(),
+        ns: sw.clone(),
+        ip: format!("{SUBNET}.2"),
+        vlan: 1,
+    });
+    for (i, vid) in [100u16, 200, 300].into_iter().enumerate() {
+        eps.push(lab.tagged_endpoint(&format!("u{vid}"), &sw, vid, "802.1Q", 3 + i as u8));
+    }
+    eps.push(lab.guest("g1", 11, 100));
+    eps.push(lab.guest("g2", 12, 100));
+    eps.push(lab.guest("g3", 13, 200));
+    let g4 = lab.veth_port("g4", "br0");
+    eps.push(lab.tagged_endpoint("g4a", &g4, 100, "802.1Q", 21));
+    eps.push(lab.tagged_endpoint("g4b", &g4, 200, "802.1Q", 22));
+    let g5 = lab.guest("g5", 31, 300);
+    eps.push(lab.tagged_endpoint("g5t", &g5.ns, 100, "802.1Q", 32));
+    eps.push(g5);
+    lab.build();
+    lab.config(CONFIG);
+    (lab, eps)
+}
+
+fn expected_after_apply(lab: &Lab) {
+    assert_eq!(lab.port("br0"), "1PU");
+    assert_eq!(lab.port("up0"), "1PU 100 200 300");
+    assert_eq!(lab.port("g1"), "100PU");
+    assert_eq!(lab.port("g2"), "100PU");
+    assert_eq!(lab.port("g3"), "200PU");
+    assert_eq!(lab.port("g4"), "100 200");
+    assert_eq!(lab.port("g5"), "100 300PU");
+    assert_eq!(lab.bridge_settings(), (1, 0, "802.1Q".to_string()));
+}
+
+#[test]
+fn apply_from_empty_isolates_guests_by_vlan_and_tags_the_uplink() {
+    let (lab, eps) = switch_lab("fromempty");
+    // as a distro leaves it: no filtering, every port in VLAN 1, everyone reaches everyone
+    assert_eq!(lab.bridge_settings().0, 0);
+    assert_eq!(lab.port("g3"), "1PU");
+    let out = lab.vv_ok(&["apply"]);
+    assert!(out.contains("verified"), "{out}");
+    expected_after_apply(&lab);
+    // Same VLAN reaches, different VLANs do not: guests, trunk subinterfaces, native VLAN,
+    // and the upstream switch's 8021q subinterfaces (so guest frames leave tagged with the
+    // right VID, and VLAN 300 is carried on demand).
+    assert_ping_matrix(&eps);
+}
+
+#[test]
+fn converged_reapply_writes_nothing() {
+    let (lab, _) = switch_lab("converged");
+    assert!(lab.apply_counting_writes() > 0);
+    let before = lab.kernel_vlans();
+    assert_eq!(
+        lab.apply_counting_writes(),
+        0,
+        "a converged host must cost zero writes"
+    );
+    assert_eq!(lab.kernel_vlans(), before);
+    let out = lab.vv_ok(&["apply"]);
+    assert!(out.contains("nothing to do"), "{out}");
+}
+
+#[test]
+fn pvid_change_and_trunk_to_access() {
+    let (lab, eps) = switch_lab("changes");
+    lab.vv_ok(&["apply"]);
+    // g1 moves from VLAN 100 to 200; the trunk g4 becomes an access port in 100
+    lab.config(
+        &CONFIG
+            .replace(
+                "interface = \"g1\"\npvid = 100",
+                "interface = \"g1\"\npvid = 200",
+            )
+            .replace(
+                "interface = \"g4\"\ntagged = \"100,200\"",
+                "interface = \"g4\"\npvid = 100",
+            ),
+    );
+    lab.vv_ok(&["apply"]);
+    assert_eq!(lab.port("g1"), "200PU");
+    assert_eq!(lab.port("g4"), "100PU");
+    let by = |l: &str| eps.iter().find(|e| e.label == l).unwrap().clone();
+    let (g1, g2, g3) = (by("g1"), by("g2"), by("g3"));
+    assert!(ping(&g1, &g3), "g1 is now in VLAN 200 with g3");
+    assert!(!ping(&g1, &g2), "g1 left VLAN 100");
+    // g4 untagged now reaches VLAN 100
+    let mut g4 = by("g4a");
+    g4.ns = format!("{}-g4", lab.name);
+    must(&format!("ip -n {} addr add {SUBNET}.23/24 dev eth0", g4.ns));
+    g4.ip = format!("{SUBNET}.23");
+    assert!(ping(&g4, &g2), "g4 is an access port in VLAN 100");
+    assert!(!ping(&g4, &g3));
+}
+
+#[test]
+fn removing_a_port_from_the_config_removes_owned_vids_and_keeps_foreign_ones() {
+    let (lab, _) = switch_lab("removal");
+    lab.vv_ok(&["apply"]);
+    // someone else adds VID 777 to g3 and to a port we never managed
+    lab.host("bridge vlan add dev g3 vid 777 && bridge vlan add dev g5 vid 778");
+    lab.config(&CONFIG.replace("[[ports]]\ninterface = \"g3\"\npvid = 200\n", ""));
+    lab.vv_ok(&["apply"]);
+    assert_eq!(lab.port("g3"), "777", "owned 200 removed, foreign 777 kept");
+    assert_eq!(
+        lab.port("g5"),
+        "100 300PU 778",
+        "foreign VID on a managed port kept"
+    );
+    // 200 stays on the uplink: it is configured there statically
+    assert_eq!(lab.port("up0"), "1PU 100 200 300");
+    let show: serde_json::Value = serde_json::from_str(&lab.vv_ok(&["show", "--json"])).unwrap();
+    let g3 = show
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["port"] == "g3")
+        .unwrap();
+    assert_eq!(g3["role"], "foreign");
+    let g5 = show
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["port"] == "g5")
+        .unwrap();
+    assert_eq!(g5["foreign"], "778");
+}
+
+#[test]
+fn on_demand_uplink_vids_follow_the_guests() {
+    let (lab, _) = switch_lab("ondemand");
+    lab.vv_ok(&["apply"]);
+    assert_eq!(lab.port("up0"), "1PU 100 200 300");
+    // the only guest in VLAN 300 goes: 300 leaves the uplink; a new guest VLAN arrives
+    lab.config(&CONFIG.replace(
+        "pvid = 300\ntagged = \"100\"",
+        "pvid = 450\ntagged = \"100\"",
+    ));
+    lab.vv_ok(&["apply"]);
+    assert_eq!(lab.port("up0"), "1PU 100 200 450");
+}
+
+#[test]
+fn default_pvid_zero_isolates_a_freshly_enslaved_port() {
+    let (mut lab, eps) = switch_lab("freshport");
+    lab.vv_ok(&["apply"]);
+    let fresh = lab.guest("g9", 99, 0);
+    lab.build();
+    assert_eq!(lab.port("g9"), "", "a port nobody configured is in no VLAN");
+    for e in &eps {
+        assert!(
+            !ping(&fresh, e),
+            "fresh port reached {} in VLAN {}",
+            e.label,
+            e.vlan
+        );
+    }
+    // with the kernel's default (1) instead, a fresh port would be on the host's VLAN
+    lab.config(&CONFIG.replace("default_pvid = 0", "default_pvid = 1"));
+    lab.vv_ok(&["apply"]);
+    let fresh2 = lab.guest("g8", 98, 1);
+    lab.build();
+    assert_eq!(lab.port("g8"), "1PU");
+    assert!(
+        ping(&fresh2, &eps[0]),
+        "default_pvid 1 puts a fresh port in VLAN 1"
+    );
+}
+
+#[test]
+fn dot1ad_bridge_tags_with_the_service_ethertype() {
+    let mut lab = Lab::new("qinq");
+    let sw = lab.veth_port("up0", "br0");
+    let g1 = lab.guest("g1", 11, 100);
+    let ad = lab.tagged_endpoint("ad100", &sw, 100, "802.1ad", 3);
+    let q = lab.tagged_endpoint("q100", &sw, 100, "802.1Q", 4);
+    lab.build();
+    lab.config(
+        "[bridges.br0]\nvlan_protocol = \"802.1ad\"\ndefault_pvid = 0\n\
+         [bridges.br0.uplinks.up0]\non_demand = true\n\
+         [[ports]]\ninterface = \"g1\"\npvid = 100\n",
+    );
+    lab.vv_ok(&["apply"]);
+    assert_eq!(lab.bridge_settings(), (1, 0, "802.1ad".to_string()));
+    assert_eq!(lab.port("up0"), "100");
+    assert!(
+        ping(&g1, &ad),
+        "an 802.1ad subinterface upstream sees VLAN 100"
+    );
+    assert!(
+        !ping(&g1, &q),
+        "an 802.1Q subinterface does not: the tag is 802.1ad"
+    );
+}
+
+#[test]
+fn a_port_vanishing_mid_apply_rolls_back_what_the_run_changed() {
+    let (lab, _) = switch_lab("vanish");
+    lab.vv_ok(&["apply"]);
+    let before = lab.kernel_vlans();
+    let record = std::fs::read_to_string(lab.dir.join("state/ownership.json")).unwrap();
+    // change g1, g2 and g3; g3 will vanish between planning and writing
+    lab.config(
+        &CONFIG
+            .replace("pvid = 100", "pvid = 150")
+            .replace("pvid = 200", "pvid = 250"),
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.name, BIN, "apply", "--confirm"])
+        .env("VIRT_VLAN_CONFIG", lab.dir.join("virt-vlan.toml"))
+        .env("VIRT_VLAN_STATE_DIR", lab.dir.join("state"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut prompt = Vec::new();
+    // the prompt has no newline: read up to its question mark
+    err.read_until(b'?', &mut prompt).unwrap();
+    assert!(
+        String::from_utf8_lossy(&prompt).contains("apply these"),
+        "{}",
+        String::from_utf8_lossy(&prompt)
+    );
+    lab.host("ip link del g3");
+    child.stdin.take().unwrap().write_all(b"y\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("port g3 on br0 vanished during apply"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rolled back"), "{stderr}");
+    assert!(stderr.contains("the host is as it was"), "{stderr}");
+    let mut expect = before;
+    expect.remove("g3");
+    assert_eq!(
+        lab.kernel_vlans(),
+        expect,
+        "every other port exactly as before"
+    );
+    let after = std::fs::read_to_string(lab.dir.join("state/ownership.json")).unwrap();
+    assert_eq!(
+        after, record,
+        "the ownership record is untouched by a failed run"
+    );
+}
+
+#[test]
+fn dry_run_prints_the_equivalent_commands_and_changes_nothing() {
+    let (lab, _) = switch_lab("dryrun");
+    let before = lab.kernel_vlans();
+    let settings = lab.bridge_settings();
+    let plan = lab.vv_ok(&["apply", "--dry-run"]);
+    assert_eq!(lab.kernel_vlans(), before, "dry run touched the kernel");
+    assert_eq!(lab.bridge_settings(), settings);
+    assert!(!lab.dir.join("state/ownership.json").exists());
+    assert!(
+        plan.contains("ip link set dev br0 type bridge vlan_filtering 1 vlan_default_pvid 0"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("bridge vlan add dev g1 vid 100 pvid untagged master"),
+        "{plan}"
+    );
+    // The printed commands, run by hand, produce exactly what apply would: afterwards a real
+    // apply finds nothing to write.
+    let script = lab.dir.join("plan.sh");
+    std::fs::write(&script, &plan).unwrap();
+    lab.host(&format!("sh -e {}", script.display()));
+    expected_after_apply(&lab);
+    assert_eq!(lab.apply_counting_writes(), 0);
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_place_and_changes_nothing() {
+    let (lab, _) = switch_lab("badinput");
+    let before = lab.kernel_vlans();
+    let cases = [
+        (
+            CONFIG.replace("pvid = 300", "pvid = 4095"),
+            "virt-vlan.toml:24: ports.pvid: VID 4095 is reserved",
+        ),
+        (
+            CONFIG.replace(
+                "tagged = \"100,200\"\non_demand",
+                "tagged = \"200-100\"\non_demand",
+            ),
+            "virt-vlan.toml:8: bridges.br0.uplinks.up0.tagged",
+        ),
+        (
+            CONFIG.replace("default_pvid = 0", "default_pvid = 0\nvlan_filter = true"),
+            "unknown field `vlan_filter`",
+        ),
+        (
+            CONFIG.replace("interface = \"g1\"", "interface = \"g1; rm -rf\""),
+            "contains whitespace",
+        ),
+        (
+            CONFIG.replace("interface = \"g1\"", "interface = \"../etc/passwd\""),
+            "contains `/`",
+        ),
+        (
+            CONFIG.replace("interface = \"g1\"", "interface = \"aaaaaaaaaaaaaaaaaaaa\""),
+            "at most 15 bytes",
+        ),
+        (
+            CONFIG.replace("default_pvid = 0", "default_pvid = 0\nallowed = \"1-250\""),
+            "VID 300 is outside bridge br0's allowed VIDs",
+        ),
+    ];
+    for (text, want) in cases {
+        lab.config(&text);
+        let o = lab.vv(&["apply"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{want}: {err}");
+        assert!(err.contains(want), "wanted `{want}` in: {err}");
+        assert!(
+            err.contains(&lab.dir.join("virt-vlan.toml").display().to_string()),
+            "names the file: {err}"
+        );
+    }
+    // a listed port that does not exist / sits on an unmanaged bridge: runtime error, exit 1
+    lab.config(&CONFIG.replace("interface = \"g1\"", "interface = \"nosuch0\""));
+    let o = lab.vv(&["apply"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("port nosuch0: no such bridge port"));
+    lab.host("ip link add br9 type bridge && ip link set g1 master br9");
+    lab.config(CONFIG);
+    let o = lab.vv(&["apply"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("port g1: is a port of bridge br9, which virt-vlan does not manage"),
+        "{err}"
+    );
+    // back on br0 (which still has the kernel's default_pvid 1) g1 is as it was
+    lab.host("ip link set g1 master br0 && ip link del br9");
+    assert_eq!(lab.kernel_vlans(), before, "no bad input changed the host");
+    assert!(!lab.dir.join("state/ownership.json").exists());
+}
+
+#[test]
+fn check_and_show_on_a_real_kernel() {
+    let (lab, _) = switch_lab("checkshow");
+    let o = lab.vv(&["check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("vlan_filtering is off"));
+    lab.vv_ok(&["apply"]);
+    let out = lab.vv_ok(&["check"]);
+    assert!(out.contains("ok: bridge br0: vlan_filtering on"), "{out}");
+    assert!(
+        !out.contains("warning"),
+        "on-demand uplink carries every guest VLAN: {out}"
+    );
+    let table = lab.vv_ok(&["show"]);
+    println!("{table}");
+    let line = |p: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(p))
+            .unwrap()
+            .to_string()
+    };
+    assert!(line("up0").contains("uplink"), "{table}");
+    assert!(line("up0").contains("100,200,300"), "{table}");
+    assert!(
+        line("g5").contains("guest") && line("g5").contains("300"),
+        "{table}"
+    );
+    assert!(line("br0").contains("self"), "{table}");
+    // an uplink that does not carry a guest VLAN is warned about
+    lab.config(&CONFIG.replace("on_demand = true", ""));
+    let out = lab.vv_ok(&["check"]);
+    assert!(
+        out.contains("port g5") && out.contains("uses VID 300"),
+        "{out}"
+    );
+}
