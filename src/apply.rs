@@ -674,7 +674,10 @@ pvid = 300
             &c,
             &[],
             &mut rec,
-            &Scope::Bridges(["br0".into()].into()),
+            &Scope::Bridges {
+                bridges: ["br0".into()].into(),
+                release: Default::default(),
+            },
             Mode::Apply,
         )
         .unwrap();

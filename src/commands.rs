@@ -1,7 +1,7 @@
 //! Bodies of the CLI commands: wire config, store, kernel and the pure core together, and
 //! print. Each returns the exit code for success paths; errors carry their own.
 
-use crate::apply::{Mode, reconcile};
+use crate::apply::Mode;
 use crate::check::Level;
 use crate::config::Config;
 use crate::error::BadInput;
@@ -14,46 +14,31 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-/// `virt-vlan apply [--dry-run | --confirm] [--stats]`
+/// `virt-vlan apply [--dry-run | --confirm] [--stats]`: the config's bridges and ports and
+/// every running guest's ports (learnt from libvirt, or from its hooks if it cannot be asked).
 pub fn apply(config_path: &Path, dry_run: bool, confirm: bool, stats: bool) -> Result<u8> {
     let config = Config::load(config_path)?;
     let store = Store::open_default();
-    let mut nl = Netlink::open()?;
-    let outcome = if dry_run {
-        let mut record = store.load_unlocked()?;
-        reconcile(
-            &mut nl,
-            &config,
-            &[],
-            &mut record,
-            &Scope::Host,
-            Mode::DryRun,
-        )?
-    } else {
-        let lock = store.lock()?;
-        let mut record = store.load(&lock)?;
-        let mut ask = |plan: &crate::plan::Plan| -> bool {
-            print!("{}", plan.render());
-            eprint!("apply these {} change(s)? [y/N] ", plan.write_count());
-            let _ = std::io::stderr().flush();
-            let mut answer = String::new();
-            let _ = std::io::stdin().lock().read_line(&mut answer);
-            matches!(answer.trim(), "y" | "Y" | "yes")
-        };
-        let mode = if confirm {
-            Mode::Confirm(&mut ask)
-        } else {
-            Mode::Apply
-        };
-        let outcome = reconcile(&mut nl, &config, &[], &mut record, &Scope::Host, mode)?;
-        if outcome.applied {
-            store.save(&lock, &record)?;
-        }
-        outcome
-    };
-    for (b, p) in &outcome.stale {
-        tracing::info!("forgot {p} on {b}: the port is gone or was re-created");
+    let state = read_host(&config)?;
+    state.require_vlan_support(config.bridges.keys())?;
+    let guests = crate::guests::gather(&config, &store, &state, true)?;
+    for n in &guests.notes {
+        tracing::info!("{n}");
     }
+    let mut ask = |plan: &crate::plan::Plan| -> bool {
+        print!("{}", plan.render());
+        eprint!("apply these {} change(s)? [y/N] ", plan.write_count());
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        matches!(answer.trim(), "y" | "Y" | "yes")
+    };
+    let mode = match (dry_run, confirm) {
+        (true, _) => Mode::DryRun,
+        (false, true) => Mode::Confirm(&mut ask),
+        (false, false) => Mode::Apply,
+    };
+    let outcome = crate::session::run(&store, &config, &guests.ports, &Scope::Host, mode)?;
     if dry_run {
         print!("{}", outcome.plan.render());
     } else if !outcome.applied {
@@ -127,6 +112,22 @@ pub fn check(config_path: &Path) -> Result<u8> {
     } else {
         0
     })
+}
+
+/// `virt-vlan install [--root DIR] [--uninstall] [--main-hook]`
+pub fn install(root: std::path::PathBuf, uninstall: bool, main_hook: bool) -> Result<u8> {
+    let exe = std::env::current_exe().context("cannot find my own executable")?;
+    let o = crate::install::Options {
+        root,
+        uninstall,
+        main_hook,
+        exe,
+        libvirt: crate::install::libvirt_version(),
+    };
+    for line in crate::install::run(&o)? {
+        println!("{line}");
+    }
+    Ok(0)
 }
 
 /// `virt-vlan import kvmvlan --bridge-init FILE --vlan-filtering FILE`

@@ -115,8 +115,13 @@ pub enum Scope {
     Host,
     /// These guest ports, plus settings, uplinks and own port of their bridges.
     Ports(BTreeSet<String>),
-    /// Only settings, uplinks and own port of these bridges (after guests went away).
-    Bridges(BTreeSet<String>),
+    /// Only settings, uplinks and own port of these bridges, after guests went away:
+    /// recorded guest ports named in `release` are released (their owned VIDs removed if the
+    /// port still exists) and no longer count for on-demand uplinks.
+    Bridges {
+        bridges: BTreeSet<String>,
+        release: BTreeSet<String>,
+    },
 }
 
 /// Builds the intent for `scope`.
@@ -200,7 +205,7 @@ pub fn resolve(
     let bridges_in_scope: BTreeSet<String> = match scope {
         Scope::Host => config.bridges.keys().cloned().collect(),
         Scope::Ports(_) => guest_ports.values().map(|(b, _)| b.clone()).collect(),
-        Scope::Bridges(set) => set
+        Scope::Bridges { bridges, .. } => bridges
             .iter()
             .filter(|b| config.bridges.contains_key(*b))
             .cloned()
@@ -244,11 +249,14 @@ pub fn resolve(
                 continue;
             }
             let alive = bs.ports.get(port).is_some_and(|p| p.ifindex == rec.ifindex);
-            if matches!(scope, Scope::Host) || !alive {
-                if alive {
-                    released.insert(port.clone());
-                }
-            } else {
+            let releasing = match scope {
+                Scope::Host => true,
+                Scope::Bridges { release, .. } => release.contains(port),
+                Scope::Ports(_) => false,
+            };
+            if releasing && alive {
+                released.insert(port.clone());
+            } else if alive && !releasing {
                 on_demand = on_demand.union(&rec.desired.members());
             }
         }
@@ -496,7 +504,10 @@ tagged = "200,300"
     fn bridges_scope_recomputes_only_bridge_ports() {
         let c = config(CONF);
         let st = state(&[("br0", &["eth0", "veth0"])]);
-        let scope = Scope::Bridges(["br0".to_string(), "unmanaged".to_string()].into());
+        let scope = Scope::Bridges {
+            bridges: ["br0".to_string(), "unmanaged".to_string()].into(),
+            release: Default::default(),
+        };
         let i = resolve(&c, &st, &[], &Record::default(), &scope).unwrap();
         assert_eq!(i.bridges.len(), 1);
         assert_eq!(

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use virt_vlan::commands;
 use virt_vlan::config::DEFAULT_PATH;
+use virt_vlan::logging::Sink;
 
 /// Turns a Linux bridge into a managed 802.1Q switch for libvirt/KVM guests.
 #[derive(Parser)]
@@ -47,6 +48,31 @@ enum Command {
     /// Convert another tool's configuration to virt-vlan TOML (printed on stdout).
     #[command(subcommand)]
     Import(Import),
+    /// Run as a libvirt hook: `hook <driver> <object> <op> <subop> [extra]`, XML on stdin.
+    /// (Installed as /etc/libvirt/hooks/<driver>[.d/virt-vlan], argv[0] says the driver.)
+    Hook {
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(virt_vlan::hook::DRIVERS))]
+        driver: String,
+        /// object op subop [extra], as libvirt passes them.
+        #[arg(num_args = 0.., allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The detached helper of the network `port-created` hook (not for people).
+    #[command(hide = true)]
+    HookWaitPort { uuid: String },
+    /// Install the libvirt hook entries, a default config and the AppArmor rule.
+    Install {
+        /// Install under this directory instead of / (packaging, tests).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Remove what install put there (the config is kept).
+        #[arg(long)]
+        uninstall: bool,
+        /// Install as libvirt's main hook /etc/libvirt/hooks/<driver> (never replacing
+        /// another program's), which also runs kvmvlan-style <driver>_<op>_<subop>.d/ scripts.
+        #[arg(long)]
+        main_hook: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -61,17 +87,30 @@ enum Import {
 }
 
 fn main() -> ExitCode {
+    // Installed as a libvirt hook: argv[0] names the driver, the rest is libvirt's.
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(call) = argv
+        .first()
+        .and_then(|a0| virt_vlan::hook::Call::from_argv0(std::path::Path::new(a0), &argv[1..]))
+    {
+        virt_vlan::logging::init(Sink::File(tracing::Level::INFO));
+        let config = std::env::var_os("VIRT_VLAN_CONFIG")
+            .map_or_else(|| PathBuf::from(DEFAULT_PATH), PathBuf::from);
+        return ExitCode::from(virt_vlan::hook::run(&call, &config) as u8);
+    }
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .init();
+    match cli.command {
+        Command::Hook { .. } => {
+            virt_vlan::logging::init(Sink::File(level.max(tracing::Level::INFO)))
+        }
+        Command::HookWaitPort { .. } => virt_vlan::logging::init(Sink::File(tracing::Level::INFO)),
+        _ => virt_vlan::logging::init(Sink::Stderr(level)),
+    }
     let result = match cli.command {
         Command::Apply {
             dry_run,
@@ -84,6 +123,18 @@ fn main() -> ExitCode {
             bridge_init,
             vlan_filtering,
         }) => commands::import_kvmvlan(&bridge_init, &vlan_filtering),
+        Command::Hook { driver, args } => {
+            let call = virt_vlan::hook::Call::new(&driver, &args, false);
+            return ExitCode::from(virt_vlan::hook::run(&call, &cli.config) as u8);
+        }
+        Command::HookWaitPort { uuid } => virt_vlan::hook::wait_port(&cli.config, &uuid)
+            .map(|()| 0)
+            .inspect_err(|e| tracing::error!("{e:#}")),
+        Command::Install {
+            root,
+            uninstall,
+            main_hook,
+        } => commands::install(root, uninstall, main_hook),
     };
     match result {
         Ok(code) => ExitCode::from(code),

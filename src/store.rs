@@ -1,12 +1,63 @@
-//! The ownership record on disk under `/run/virt-vlan/` (gone at reboot, like the VLANs it
-//! describes) and the lock that serialises every virt-vlan process: hooks for several guests,
-//! `apply` and `watch` can run at once, and each read-plan-apply-record cycle holds the lock.
+//! The state directory `/run/virt-vlan/` (gone at reboot, like the VLANs it describes): the
+//! ownership record, the lock that serialises every virt-vlan process (hooks for several
+//! guests, `apply` and `watch` can run at once; each read-plan-apply-record cycle holds it),
+//! and what libvirt's hooks told us — domain XML, network XML, network ports — since a hook
+//! must never ask libvirt itself.
 
 use crate::ownership::Record;
 use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// What libvirt told a hook, kept as the XML it sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A running domain's live XML, by domain name.
+    Domain,
+    /// A network's XML, by network name.
+    Network,
+    /// A `port-created` hook's `<hookData>`, by port uuid.
+    Port,
+}
+
+impl Kind {
+    fn dir(self) -> &'static str {
+        match self {
+            Kind::Domain => "domains",
+            Kind::Network => "networks",
+            Kind::Port => "ports",
+        }
+    }
+}
+
+/// A name as a file name: ASCII letters, digits, `.`, `_`, `-` kept, everything else `%XX`
+/// (domain names are the user's and may hold anything libvirt allows).
+pub fn file_name(name: &str) -> String {
+    let mut out = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && !out.is_empty()) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn unfile_name(s: &str) -> Option<String> {
+    let mut bytes = Vec::new();
+    let mut it = s.bytes();
+    while let Some(b) = it.next() {
+        if b == b'%' {
+            let hex = [it.next()?, it.next()?];
+            bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            bytes.push(b);
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
 
 /// Default state directory; `VIRT_VLAN_STATE_DIR` overrides it (tests, chroots).
 pub const DEFAULT_DIR: &str = "/run/virt-vlan";
@@ -83,16 +134,66 @@ impl Store {
 
     /// Replaces the record atomically (write a temporary file, rename over).
     pub fn save(&self, _lock: &Locked, record: &Record) -> Result<()> {
-        let path = self.record_path();
-        let tmp = self.dir.join("ownership.json.tmp");
-        let mut f =
-            File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(serde_json::to_string_pretty(record)?.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
-            .with_context(|| format!("cannot replace {}", path.display()))?;
-        Ok(())
+        write_atomically(
+            &self.record_path(),
+            serde_json::to_string_pretty(record)?.as_bytes(),
+        )
     }
+
+    /// Keeps what a hook was told about `name`.
+    pub fn remember(&self, kind: Kind, name: &str, xml: &str) -> Result<()> {
+        let dir = self.dir.join(kind.dir());
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        write_atomically(
+            &dir.join(format!("{}.xml", file_name(name))),
+            xml.as_bytes(),
+        )
+    }
+
+    pub fn forget(&self, kind: Kind, name: &str) {
+        let _ = std::fs::remove_file(
+            self.dir
+                .join(kind.dir())
+                .join(format!("{}.xml", file_name(name))),
+        );
+    }
+
+    /// Everything remembered of one kind, as (name, XML), by name.
+    pub fn remembered(&self, kind: Kind) -> Vec<(String, String)> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join(kind.dir())) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, String)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let file = e.file_name().into_string().ok()?;
+                let name = unfile_name(file.strip_suffix(".xml")?)?;
+                Some((name, std::fs::read_to_string(e.path()).ok()?))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn recall(&self, kind: Kind, name: &str) -> Option<String> {
+        std::fs::read_to_string(
+            self.dir
+                .join(kind.dir())
+                .join(format!("{}.xml", file_name(name))),
+        )
+        .ok()
+    }
+}
+
+/// Writes `path` so that readers see the old or the new content, never a part.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -137,6 +238,41 @@ mod tests {
         std::fs::write(store.dir().join("ownership.json"), "{not json").unwrap();
         let e = format!("{:#}", store.load(&lock).unwrap_err());
         assert!(e.contains("ownership.json is damaged"), "{e}");
+        let _ = std::fs::remove_dir_all(store.dir());
+    }
+
+    #[test]
+    fn remembers_xml_under_safe_file_names() {
+        let store = Store::at(&tmpdir("remember"));
+        for name in ["vm1", "../../etc/passwd", "a b/c%", ".hidden", "ünï"] {
+            store
+                .remember(Kind::Domain, name, &format!("<domain>{name}</domain>"))
+                .unwrap();
+        }
+        let files: Vec<String> = std::fs::read_dir(store.dir().join("domains"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            files
+                .iter()
+                .all(|f| !f.contains('/') && !f.starts_with('.')),
+            "{files:?}"
+        );
+        let got: Vec<String> = store
+            .remembered(Kind::Domain)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(got.len(), 5);
+        assert!(got.contains(&"../../etc/passwd".to_string()) && got.contains(&"ünï".to_string()));
+        assert_eq!(
+            store.recall(Kind::Domain, "a b/c%").unwrap(),
+            "<domain>a b/c%</domain>"
+        );
+        store.forget(Kind::Domain, "a b/c%");
+        assert!(store.recall(Kind::Domain, "a b/c%").is_none());
+        assert!(store.remembered(Kind::Network).is_empty());
         let _ = std::fs::remove_dir_all(store.dir());
     }
 

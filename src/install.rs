@@ -1,0 +1,346 @@
+//! `virt-vlan install [--root DIR] [--uninstall] [--main-hook]`: puts virt-vlan where
+//! libvirt runs hooks (a `<driver>.d/virt-vlan` symlink on libvirt ≥ 6.5, the main
+//! `<driver>` hook otherwise or on request), a commented default config, and on AppArmor
+//! hosts the libvirtd local rule it needs. Never replaces another program's hook; idempotent;
+//! says what it did.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+
+/// Hook drivers virt-vlan installs for.
+pub const HOOKED: &[&str] = &["qemu", "lxc", "network", "daemon"];
+
+const APPARMOR_BEGIN: &str = "# BEGIN virt-vlan (managed by `virt-vlan install`)";
+const APPARMOR_END: &str = "# END virt-vlan";
+
+pub struct Options {
+    pub root: PathBuf,
+    pub uninstall: bool,
+    /// Install as `/etc/libvirt/hooks/<driver>` (runs the kvmvlan dispatcher too).
+    pub main_hook: bool,
+    /// The binary the hooks point to.
+    pub exe: PathBuf,
+    /// libvirt's version, if known (`(major, minor)`).
+    pub libvirt: Option<(u32, u32)>,
+}
+
+/// libvirt's version from `libvirtd --version` (or `virtqemud --version`).
+pub fn libvirt_version() -> Option<(u32, u32)> {
+    for daemon in ["libvirtd", "virtqemud"] {
+        let Ok(o) = std::process::Command::new(daemon).arg("--version").output() else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&o.stdout);
+        let v = text.split_whitespace().last()?;
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+        if let (Some(Some(a)), Some(Some(b))) = (parts.next(), parts.next()) {
+            return Some((a, b));
+        }
+    }
+    None
+}
+
+/// The commented config a fresh install gets: valid, manages nothing until edited.
+pub const DEFAULT_CONFIG: &str = r#"# virt-vlan config. Nothing is managed until a bridge is listed here.
+# Reference: README.md ("Config"). Check with `virt-vlan check`, preview with
+# `virt-vlan apply --dry-run`.
+#
+# [bridges.br0]
+# vlan_filtering = true      # switch it on (default true)
+# default_pvid = 0           # VID a newly enslaved port gets; 0 = none, so an unconfigured port is isolated
+# vlan_protocol = "802.1Q"   # or "802.1ad"
+# allowed = "1-4094"         # VIDs guests on this bridge may be given (policy; default all)
+# [bridges.br0.self]         # the bridge's own port: the host's access
+# pvid = 1
+# [bridges.br0.uplinks.eth0] # trunk towards the physical switch
+# pvid = 1
+# tagged = "100,200,300"
+# on_demand = true           # also carry every VID a local guest port on this bridge uses
+#
+# Guests get their VLANs from libvirt's XML (domain metadata in urn:virt-vlan:1, <vlan>,
+# portgroups); static ports can be listed too:
+# [[ports]]
+# domain = "vm1"
+# interface = "net0"         # target dev, MAC or alias
+# pvid = 100
+#
+# [hooks]
+# on_error = "abort"         # or "isolate" (no VLAN, guest starts) or "warn"
+"#;
+
+/// What `install` did, a line per thing.
+pub fn run(o: &Options) -> Result<Vec<String>> {
+    let mut said = Vec::new();
+    let hooks = o.root.join("etc/libvirt/hooks");
+    let dot_d = !o.main_hook && o.libvirt.is_none_or(|v| v >= (6, 5));
+    if !o.uninstall {
+        if o.libvirt.is_none() {
+            said.push(
+                "libvirt not found here; assuming it runs <driver>.d/ hooks (libvirt >= 6.5)"
+                    .into(),
+            );
+        }
+        if !o.main_hook && !dot_d {
+            said.push("libvirt < 6.5 runs only the main hook; installing as the main hook".into());
+        }
+    }
+    for driver in HOOKED {
+        let path = if dot_d {
+            hooks.join(format!("{driver}.d/virt-vlan"))
+        } else {
+            hooks.join(driver)
+        };
+        said.push(hook_entry(&path, &o.exe, o.uninstall)?);
+    }
+    if !o.uninstall {
+        said.push(default_config(
+            &o.root.join("etc/virt-vlan/virt-vlan.toml"),
+        )?);
+    } else {
+        said.push(format!(
+            "kept {} (remove it yourself if you want)",
+            o.root.join("etc/virt-vlan/virt-vlan.toml").display()
+        ));
+    }
+    if let Some(line) = apparmor(&o.root, &o.exe, o.uninstall)? {
+        said.push(line);
+    }
+    if !o.uninstall {
+        said.push("restart libvirtd (or virtqemud/virtnetworkd) so it runs the new hooks".into());
+    }
+    Ok(said)
+}
+
+/// Whether `path` is a hook entry of ours: a symlink to a file named `virt-vlan`.
+fn is_ours(path: &Path) -> bool {
+    std::fs::read_link(path).is_ok_and(|t| t.file_name().is_some_and(|n| n == "virt-vlan"))
+}
+
+fn hook_entry(path: &Path, exe: &Path, uninstall: bool) -> Result<String> {
+    let exists = path.symlink_metadata().is_ok();
+    if uninstall {
+        if !exists {
+            return Ok(format!("{}: not installed", path.display()));
+        }
+        if !is_ours(path) {
+            return Ok(format!("{}: left alone (not virt-vlan's)", path.display()));
+        }
+        std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
+        if let Some(dir) = path
+            .parent()
+            .filter(|d| d.extension().is_some_and(|e| e == "d"))
+        {
+            let _ = std::fs::remove_dir(dir); // only if empty
+        }
+        return Ok(format!("{}: removed", path.display()));
+    }
+    if exists {
+        if std::fs::read_link(path).is_ok_and(|t| t == exe) {
+            return Ok(format!("{}: already installed", path.display()));
+        }
+        if !is_ours(path) {
+            bail!(
+                "{} is another program's hook; virt-vlan will not replace it. Install with the \
+                 <driver>.d/ entries instead (the default), or merge it by hand",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)?;
+    }
+    std::fs::create_dir_all(path.parent().unwrap())
+        .with_context(|| format!("cannot create {}", path.parent().unwrap().display()))?;
+    std::os::unix::fs::symlink(exe, path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(format!(
+        "{} -> {}: installed",
+        path.display(),
+        exe.display()
+    ))
+}
+
+fn default_config(path: &Path) -> Result<String> {
+    if path.exists() {
+        return Ok(format!("{}: kept (already there)", path.display()));
+    }
+    std::fs::create_dir_all(path.parent().unwrap())?;
+    std::fs::write(path, DEFAULT_CONFIG)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(format!(
+        "{}: written (commented; manages nothing until you edit it)",
+        path.display()
+    ))
+}
+
+/// The libvirtd AppArmor local rule: hooks run confined by libvirtd's profile and need a
+/// netlink socket, our binary, state and log directories.
+fn apparmor(root: &Path, exe: &Path, uninstall: bool) -> Result<Option<String>> {
+    if !root.join("etc/apparmor.d").is_dir() {
+        return Ok(None);
+    }
+    let local = root.join("etc/apparmor.d/local/usr.sbin.libvirtd");
+    let old = std::fs::read_to_string(&local).unwrap_or_default();
+    let kept: Vec<&str> = {
+        let mut inside = false;
+        old.lines()
+            .filter(|l| {
+                if *l == APPARMOR_BEGIN {
+                    inside = true;
+                }
+                let keep = !inside;
+                if *l == APPARMOR_END {
+                    inside = false;
+                }
+                keep
+            })
+            .collect()
+    };
+    let mut new = kept.join("\n");
+    if !new.is_empty() && !new.ends_with('\n') {
+        new.push('\n');
+    }
+    if !uninstall {
+        new.push_str(&format!(
+            "{APPARMOR_BEGIN}\n  network netlink dgram,\n  network netlink raw,\n  {} rmix,\n  \
+             /run/virt-vlan/ rw,\n  /run/virt-vlan/** rwk,\n  /var/log/virt-vlan/ rw,\n  \
+             /var/log/virt-vlan/** rw,\n  /etc/virt-vlan/** r,\n{APPARMOR_END}\n",
+            exe.display()
+        ));
+    }
+    if new == old {
+        return Ok(Some(format!(
+            "{}: already {}",
+            local.display(),
+            if uninstall { "clean" } else { "has the rule" }
+        )));
+    }
+    std::fs::create_dir_all(local.parent().unwrap())?;
+    std::fs::write(&local, &new).with_context(|| format!("cannot write {}", local.display()))?;
+    let mut line = format!(
+        "{}: rule {}",
+        local.display(),
+        if uninstall { "removed" } else { "added" }
+    );
+    if root == Path::new("/") {
+        let profile = "/etc/apparmor.d/usr.sbin.libvirtd";
+        let reloaded = Path::new(profile).exists()
+            && std::process::Command::new("apparmor_parser")
+                .args(["-r", profile])
+                .status()
+                .is_ok_and(|s| s.success());
+        line.push_str(if reloaded {
+            "; profile reloaded"
+        } else {
+            "; reload libvirtd's AppArmor profile to activate it"
+        });
+    }
+    Ok(Some(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vv-install-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn opts(root: &Path, libvirt: Option<(u32, u32)>) -> Options {
+        Options {
+            root: root.to_path_buf(),
+            uninstall: false,
+            main_hook: false,
+            exe: PathBuf::from("/usr/local/sbin/virt-vlan"),
+            libvirt,
+        }
+    }
+
+    #[test]
+    fn dot_d_entries_config_and_apparmor_idempotently() {
+        let root = tmp("dotd");
+        std::fs::create_dir_all(root.join("etc/apparmor.d/local")).unwrap();
+        std::fs::write(
+            root.join("etc/apparmor.d/local/usr.sbin.libvirtd"),
+            "# site rules\n  /srv/** r,\n",
+        )
+        .unwrap();
+        let said = run(&opts(&root, Some((9, 0)))).unwrap();
+        for d in HOOKED {
+            let p = root.join(format!("etc/libvirt/hooks/{d}.d/virt-vlan"));
+            assert_eq!(
+                std::fs::read_link(&p).unwrap(),
+                PathBuf::from("/usr/local/sbin/virt-vlan")
+            );
+        }
+        assert!(said.iter().any(|l| l.ends_with("installed")), "{said:?}");
+        let cfg = std::fs::read_to_string(root.join("etc/virt-vlan/virt-vlan.toml")).unwrap();
+        crate::config::Config::parse("default", &cfg).expect("the default config is valid");
+        let aa =
+            std::fs::read_to_string(root.join("etc/apparmor.d/local/usr.sbin.libvirtd")).unwrap();
+        assert!(
+            aa.starts_with("# site rules\n  /srv/** r,\n# BEGIN virt-vlan"),
+            "{aa}"
+        );
+        assert!(aa.contains("network netlink dgram,"));
+        // again: nothing changes
+        let said = run(&opts(&root, Some((9, 0)))).unwrap();
+        assert!(
+            said.iter()
+                .filter(|l| l.ends_with("already installed"))
+                .count()
+                == 4,
+            "{said:?}"
+        );
+        assert!(said.iter().any(|l| l.ends_with("kept (already there)")));
+        assert!(said.iter().any(|l| l.ends_with("already has the rule")));
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/apparmor.d/local/usr.sbin.libvirtd")).unwrap(),
+            aa
+        );
+        // uninstall removes ours, keeps the config and the site's own rules
+        let mut u = opts(&root, Some((9, 0)));
+        u.uninstall = true;
+        run(&u).unwrap();
+        assert!(!root.join("etc/libvirt/hooks/qemu.d").exists());
+        assert!(root.join("etc/virt-vlan/virt-vlan.toml").exists());
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/apparmor.d/local/usr.sbin.libvirtd")).unwrap(),
+            "# site rules\n  /srv/** r,\n"
+        );
+    }
+
+    #[test]
+    fn never_clobbers_a_foreign_hook() {
+        let root = tmp("foreign");
+        let hooks = root.join("etc/libvirt/hooks");
+        std::fs::create_dir_all(&hooks).unwrap();
+        std::fs::write(hooks.join("qemu"), "#!/bin/bash\n# kvmvlan dispatcher\n").unwrap();
+        let mut o = opts(&root, Some((9, 0)));
+        o.main_hook = true;
+        let e = run(&o).unwrap_err().to_string();
+        assert!(e.contains("is another program's hook"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(hooks.join("qemu")).unwrap(),
+            "#!/bin/bash\n# kvmvlan dispatcher\n"
+        );
+        // the .d entry sits beside it happily
+        run(&opts(&root, Some((9, 0)))).unwrap();
+        assert!(is_ours(&hooks.join("qemu.d/virt-vlan")));
+        // and uninstall leaves the foreign main hook alone
+        o.uninstall = true;
+        let said = run(&o).unwrap();
+        assert!(said.iter().any(|l| l.contains("left alone")), "{said:?}");
+        assert!(hooks.join("qemu").exists());
+    }
+
+    #[test]
+    fn old_libvirt_gets_the_main_hook() {
+        let root = tmp("old");
+        let said = run(&opts(&root, Some((6, 0)))).unwrap();
+        assert!(said[0].contains("installing as the main hook"), "{said:?}");
+        assert!(is_ours(&root.join("etc/libvirt/hooks/qemu")));
+        assert!(!root.join("etc/libvirt/hooks/qemu.d").exists());
+    }
+}

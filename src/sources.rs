@@ -1,0 +1,503 @@
+//! Where a guest interface's VLANs come from, highest first: our domain metadata, the
+//! interface's own `<vlan>`, the network's portgroup `<vlan>` (named, else `default='yes'`)
+//! then the network's `<vlan>`, the portgroup name convention (`dmz-4`, `trunk`/`all`), and
+//! `[[ports]]` in the config. The whole `<vlan>` of the winner applies, as in libvirt. Pure.
+
+use crate::config::Config;
+use crate::error::BadInput;
+use crate::intent::{GuestPort, Origin};
+use crate::libvirt_xml::{Domain, Iface, Network, VlanElement};
+use crate::port_vlans::PortVlans;
+use std::collections::BTreeMap;
+
+/// A domain's interfaces resolved to tap names and VLANs.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resolved {
+    pub ports: Vec<GuestPort>,
+    /// Things a sysadmin should hear about that do not stop the guest.
+    pub notes: Vec<String>,
+}
+
+/// What the network side knows about an interface: the network and the portgroup the port
+/// was given (from `port-created`'s `<group>`, when the live XML does not name one).
+pub struct Networks<'a> {
+    pub by_name: &'a BTreeMap<String, Network>,
+    /// portid → portgroup named for that port.
+    pub port_groups: &'a BTreeMap<String, String>,
+}
+
+/// Resolves every interface of `d`. Interfaces on bridges virt-vlan does not manage are left
+/// alone unless metadata or the config names them explicitly (then binding them fails later,
+/// saying the bridge is not managed). Malformed VLAN data is bad input.
+pub fn resolve_domain(d: &Domain, config: &Config, nets: &Networks) -> Result<Resolved, BadInput> {
+    let meta = d
+        .metadata
+        .as_ref()
+        .map_err(|e| BadInput(format!("domain {}: {e}", d.name)))?;
+    let mut out = Resolved::default();
+    for m in meta {
+        if !d.interfaces.iter().any(|i| m.selector.matches(i)) {
+            out.notes.push(format!(
+                "domain {}: metadata line {} names interface {} which the domain does not have",
+                d.name, m.line, m.selector
+            ));
+        }
+    }
+    for (iface, vlans, what) in winners(d, config, nets)? {
+        let Some(ifname) = iface.target.clone() else {
+            out.notes.push(format!(
+                "domain {} interface {}: no tap name yet (inactive XML); not applied",
+                d.name,
+                iface.label()
+            ));
+            continue;
+        };
+        out.ports.push(GuestPort {
+            ifname,
+            vlans,
+            origin: Origin {
+                what,
+                domain: Some(d.name.clone()),
+                interface: Some(iface.alias.clone().unwrap_or_else(|| iface.mac.clone())),
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Every interface of `d` that some source gives VLANs, with those VLANs and the source.
+pub fn winners(
+    d: &Domain,
+    config: &Config,
+    nets: &Networks,
+) -> Result<Vec<(Iface, PortVlans, String)>, BadInput> {
+    if let Err(e) = &d.metadata {
+        return Err(BadInput(format!("domain {}: {e}", d.name)));
+    }
+    let mut out = Vec::new();
+    for iface in &d.interfaces {
+        if let Some((vlans, what)) = winner(d, iface, config, nets)? {
+            out.push((iface.clone(), vlans, what));
+        }
+    }
+    Ok(out)
+}
+
+/// The bridge an interface is plugged into: its own `<source bridge>`, else its network's.
+pub fn bridge_of(iface: &Iface, nets: &Networks) -> Option<String> {
+    iface.bridge.clone().or_else(|| {
+        iface
+            .network
+            .as_ref()
+            .and_then(|n| nets.by_name.get(n))
+            .and_then(|n| n.bridge.clone())
+    })
+}
+
+fn vlan_of(el: &VlanElement, d: &Domain, iface: &Iface, what: &str) -> Result<PortVlans, BadInput> {
+    el.clone().map_err(|e| {
+        BadInput(format!(
+            "domain {} interface {}: {what} <vlan>: {e}",
+            d.name,
+            iface.label()
+        ))
+    })
+}
+
+/// The winning source for one interface: its VLANs and a description.
+fn winner(
+    d: &Domain,
+    iface: &Iface,
+    config: &Config,
+    nets: &Networks,
+) -> Result<Option<(PortVlans, String)>, BadInput> {
+    // 1. our metadata
+    if let Ok(meta) = &d.metadata
+        && let Some(m) = meta.iter().find(|m| m.selector.matches(iface))
+    {
+        return Ok(Some((
+            m.vlans.clone(),
+            format!("metadata (line {})", m.line),
+        )));
+    }
+    // 5. the config, when it names the interface explicitly (checked before the implicit
+    // sources only to keep them apart: it still loses to them below)
+    let from_config = config.ports_of_domain(Some(&d.name)).find(|p| {
+        p.interface == iface.mac
+            || Some(&p.interface) == iface.target.as_ref()
+            || Some(&p.interface) == iface.alias.as_ref()
+    });
+    // The implicit sources only speak for interfaces on bridges virt-vlan manages.
+    let managed = bridge_of(iface, nets).is_some_and(|b| config.bridges.contains_key(&b));
+    if managed {
+        // 2. the interface's own <vlan>
+        if let Some(v) = &iface.vlan {
+            return Ok(Some((
+                vlan_of(v, d, iface, "interface")?,
+                "interface <vlan>".into(),
+            )));
+        }
+        if let Some(net) = iface.network.as_ref().and_then(|n| nets.by_name.get(n)) {
+            let named = iface.portgroup.clone().or_else(|| {
+                iface
+                    .portid
+                    .as_ref()
+                    .and_then(|id| nets.port_groups.get(id))
+                    .cloned()
+            });
+            let pg = net.portgroup(named.as_deref());
+            // 3. portgroup <vlan>, then network <vlan>
+            if let Some(pg) = pg
+                && let Some(v) = &pg.vlan
+            {
+                let what = format!("portgroup {} of network {} <vlan>", pg.name, net.name);
+                return Ok(Some((vlan_of(v, d, iface, &what)?, what)));
+            }
+            if let Some(v) = &net.vlan {
+                let what = format!("network {} <vlan>", net.name);
+                return Ok(Some((vlan_of(v, d, iface, &what)?, what)));
+            }
+            // 4. the portgroup's name
+            if let Some(pg) = pg {
+                let bridge = bridge_of(iface, nets).unwrap_or_default();
+                if let Some(v) = convention(&pg.name, &config.bridges[&bridge].allowed) {
+                    let what = format!("portgroup name {} of network {}", pg.name, net.name);
+                    return Ok(Some((v, what)));
+                }
+            }
+        }
+    }
+    Ok(from_config.map(|p| (p.vlans.clone(), format!("config {}", p.at))))
+}
+
+/// Seed 002's convention: portgroup `<name>-<vid>` is access `<vid>`; `trunk` or `all` is a
+/// trunk of every VID the bridge allows; anything else says nothing.
+pub fn convention(name: &str, allowed: &crate::vid::VidSet) -> Option<PortVlans> {
+    if name.eq_ignore_ascii_case("trunk") || name.eq_ignore_ascii_case("all") {
+        return Some(PortVlans {
+            pvid: None,
+            untagged: Default::default(),
+            tagged: allowed.clone(),
+        });
+    }
+    let (_, digits) = name.rsplit_once('-')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let vid = crate::vid::check_vid(digits.parse().ok()?).ok()?;
+    Some(PortVlans::access(vid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::libvirt_xml::{parse_domain, parse_network};
+
+    fn config() -> Config {
+        Config::parse(
+            "t.toml",
+            "[bridges.br0]\nallowed = \"1-999\"\n[[ports]]\ndomain = \"vm\"\ninterface = \"net3\"\npvid = 33\n[[ports]]\ndomain = \"vm\"\ninterface = \"52:54:00:00:00:01\"\npvid = 31\n",
+        )
+        .unwrap()
+    }
+
+    fn iface(mac: &str, alias: &str, source: &str, extra: &str) -> String {
+        format!(
+            "<interface type='bridge'><mac address='{mac}'/><source {source}/>{extra}<target dev='tap-{alias}'/><alias name='{alias}'/></interface>"
+        )
+    }
+
+    fn domain(ifaces: &[String], meta: &str) -> Domain {
+        parse_domain(&format!(
+            "<domain><name>vm</name><metadata>{meta}</metadata><devices>{}</devices></domain>",
+            ifaces.join("")
+        ))
+        .unwrap()
+    }
+
+    fn nets(xml: &[&str]) -> BTreeMap<String, Network> {
+        xml.iter()
+            .map(|x| parse_network(x).unwrap())
+            .map(|n| (n.name.clone(), n))
+            .collect()
+    }
+
+    const LAN: &str = "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/>\
+        <portgroup name='dmz-4'/><portgroup name='guests-30' default='yes'/><portgroup name='trunk'/>\
+        <portgroup name='office'/></network>";
+    const VLANNET: &str = "<network><name>vnet</name><forward mode='bridge'/><bridge name='br0'/>\
+        <portgroup name='pg' default='yes'><vlan><tag id='70'/></vlan></portgroup><portgroup name='bare'/>\
+        <vlan><tag id='80'/></vlan></network>";
+    const ELSEWHERE: &str = "<network><name>other</name><forward mode='bridge'/><bridge name='br9'/>\
+        <portgroup name='dmz-5'/></network>";
+
+    fn resolve(
+        d: &Domain,
+        n: &BTreeMap<String, Network>,
+        groups: &BTreeMap<String, String>,
+    ) -> Resolved {
+        resolve_domain(
+            d,
+            &config(),
+            &Networks {
+                by_name: n,
+                port_groups: groups,
+            },
+        )
+        .unwrap()
+    }
+
+    fn summary(r: &Resolved) -> Vec<(String, String, String)> {
+        r.ports
+            .iter()
+            .map(|p| (p.ifname.clone(), p.vlans.to_string(), p.origin.what.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn precedence_metadata_then_interface_then_portgroup_then_network_then_name_then_config() {
+        let n = nets(&[LAN, VLANNET]);
+        let meta = "<vv:vlans xmlns:vv='urn:virt-vlan:1'><vv:interface alias='net0'><vv:vlan><vv:tag id='10'/></vv:vlan></vv:interface></vv:vlans>";
+        let d = domain(
+            &[
+                // metadata beats the interface's own <vlan> and the portgroup
+                iface(
+                    "52:54:00:00:00:00",
+                    "net0",
+                    "network='vnet' bridge='br0'",
+                    "<vlan><tag id='11'/></vlan>",
+                ),
+                // the interface's own <vlan> beats the portgroup
+                iface(
+                    "52:54:00:00:00:01",
+                    "net1",
+                    "network='vnet' portgroup='pg' bridge='br0'",
+                    "<vlan><tag id='12'/></vlan>",
+                ),
+                // named portgroup without <vlan>: the network's <vlan>
+                iface(
+                    "52:54:00:00:00:02",
+                    "net2",
+                    "network='vnet' portgroup='bare' bridge='br0'",
+                    "",
+                ),
+                // the default portgroup's <vlan>
+                iface(
+                    "52:54:00:00:00:03",
+                    "net3",
+                    "network='vnet' bridge='br0'",
+                    "",
+                ),
+                // the portgroup name convention, named and default
+                iface(
+                    "52:54:00:00:00:04",
+                    "net4",
+                    "network='lan' portgroup='dmz-4' bridge='br0'",
+                    "",
+                ),
+                iface(
+                    "52:54:00:00:00:05",
+                    "net5",
+                    "network='lan' bridge='br0'",
+                    "",
+                ),
+                // a portgroup whose name says nothing: the config (by alias? no: by MAC below)
+                iface(
+                    "52:54:00:00:00:06",
+                    "net6",
+                    "network='lan' portgroup='office' bridge='br0'",
+                    "",
+                ),
+            ],
+            meta,
+        );
+        let r = resolve(&d, &n, &BTreeMap::new());
+        assert_eq!(
+            summary(&r),
+            [
+                ("tap-net0", "pvid 10 untagged 10", "metadata (line 1)"),
+                ("tap-net1", "pvid 12 untagged 12", "interface <vlan>"),
+                ("tap-net2", "pvid 80 untagged 80", "network vnet <vlan>"),
+                (
+                    "tap-net3",
+                    "pvid 70 untagged 70",
+                    "portgroup pg of network vnet <vlan>"
+                ),
+                (
+                    "tap-net4",
+                    "pvid 4 untagged 4",
+                    "portgroup name dmz-4 of network lan"
+                ),
+                (
+                    "tap-net5",
+                    "pvid 30 untagged 30",
+                    "portgroup name guests-30 of network lan"
+                ),
+            ]
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        );
+        assert_eq!(r.ports[0].origin.domain.as_deref(), Some("vm"));
+        assert_eq!(r.ports[0].origin.interface.as_deref(), Some("net0"));
+    }
+
+    #[test]
+    fn config_ports_by_alias_or_mac_are_the_last_resort() {
+        let n = nets(&[LAN]);
+        let d = domain(
+            &[
+                iface("52:54:00:00:00:01", "net1", "bridge='br0'", ""),
+                iface(
+                    "52:54:00:00:00:09",
+                    "net3",
+                    "network='lan' portgroup='office' bridge='br0'",
+                    "",
+                ),
+                iface("52:54:00:00:00:08", "net8", "bridge='br0'", ""),
+            ],
+            "",
+        );
+        let r = resolve(&d, &n, &BTreeMap::new());
+        let s = summary(&r);
+        assert_eq!(s.len(), 2, "net8 has no source at all: left alone");
+        assert_eq!(s[0].1, "pvid 31 untagged 31");
+        assert!(s[0].2.starts_with("config t.toml:"), "{}", s[0].2);
+        assert_eq!(s[1].1, "pvid 33 untagged 33");
+    }
+
+    #[test]
+    fn the_port_created_group_names_the_portgroup_when_the_live_xml_does_not() {
+        let n = nets(&[LAN]);
+        let d = domain(
+            &[iface(
+                "52:54:00:00:00:05",
+                "net0",
+                "network='lan' portid='abc' bridge='br0'",
+                "",
+            )],
+            "",
+        );
+        let groups = BTreeMap::from([("abc".to_string(), "dmz-4".to_string())]);
+        let r = resolve(&d, &n, &groups);
+        assert_eq!(r.ports[0].vlans, PortVlans::access(4));
+    }
+
+    #[test]
+    fn trunk_and_all_carry_every_allowed_vid() {
+        let n = nets(&[LAN]);
+        let d = domain(
+            &[iface(
+                "52:54:00:00:00:05",
+                "net0",
+                "network='lan' portgroup='trunk' bridge='br0'",
+                "",
+            )],
+            "",
+        );
+        let r = resolve(&d, &n, &BTreeMap::new());
+        assert_eq!(r.ports[0].vlans.tagged.to_string(), "1-999");
+        assert_eq!(r.ports[0].vlans.pvid, None);
+        assert_eq!(
+            convention("ALL", &"5-6".parse().unwrap())
+                .unwrap()
+                .tagged
+                .to_string(),
+            "5-6"
+        );
+        assert_eq!(convention("dmz-4095", &Default::default()), None);
+        assert_eq!(convention("dmz-", &Default::default()), None);
+        assert_eq!(convention("office", &Default::default()), None);
+        assert_eq!(
+            convention("a-b-12", &Default::default()),
+            Some(PortVlans::access(12))
+        );
+    }
+
+    #[test]
+    fn unmanaged_bridges_are_left_to_libvirt_unless_named_explicitly() {
+        let n = nets(&[ELSEWHERE]);
+        let d = domain(
+            &[
+                iface(
+                    "52:54:00:00:00:02",
+                    "net0",
+                    "network='other' portgroup='dmz-5' bridge='br9'",
+                    "",
+                ),
+                iface(
+                    "52:54:00:00:00:03",
+                    "net1",
+                    "bridge='br9'",
+                    "<vlan><tag id='9'/></vlan>",
+                ),
+            ],
+            "",
+        );
+        assert!(resolve(&d, &n, &BTreeMap::new()).ports.is_empty());
+        let meta = "<vv:vlans xmlns:vv='urn:virt-vlan:1'><vv:interface alias='net0'><vv:vlan><vv:tag id='10'/></vv:vlan></vv:interface></vv:vlans>";
+        let d = domain(
+            &[iface("52:54:00:00:00:02", "net0", "bridge='br9'", "")],
+            meta,
+        );
+        let r = resolve(&d, &n, &BTreeMap::new());
+        assert_eq!(
+            r.ports.len(),
+            1,
+            "metadata is explicit: binding it will say br9 is unmanaged"
+        );
+    }
+
+    #[test]
+    fn malformed_vlan_data_is_bad_input_and_stray_metadata_is_noted() {
+        let n = nets(&[LAN]);
+        let bad = "<vv:vlans xmlns:vv='urn:virt-vlan:1'><vv:interface alias='net0'><vv:vlan><vv:tag id='0'/></vv:vlan></vv:interface></vv:vlans>";
+        let d = domain(
+            &[iface("52:54:00:00:00:02", "net0", "bridge='br0'", "")],
+            bad,
+        );
+        let e = resolve_domain(
+            &d,
+            &config(),
+            &Networks {
+                by_name: &n,
+                port_groups: &BTreeMap::new(),
+            },
+        )
+        .unwrap_err();
+        assert!(e.0.starts_with("domain vm: metadata"), "{}", e.0);
+        assert!(e.0.contains("VID 0"), "{}", e.0);
+        let stray = "<vv:vlans xmlns:vv='urn:virt-vlan:1'><vv:interface alias='net7'><vv:vlan><vv:tag id='5'/></vv:vlan></vv:interface></vv:vlans>";
+        let d = domain(
+            &[iface("52:54:00:00:00:02", "net0", "bridge='br0'", "")],
+            stray,
+        );
+        let r = resolve(&d, &n, &BTreeMap::new());
+        assert!(
+            r.notes[0].contains("alias=\"net7\" which the domain does not have"),
+            "{:?}",
+            r.notes
+        );
+        let d = domain(
+            &[iface(
+                "52:54:00:00:00:02",
+                "net0",
+                "bridge='br0'",
+                "<vlan><tag id='x'/></vlan>",
+            )],
+            "",
+        );
+        let e = resolve_domain(
+            &d,
+            &config(),
+            &Networks {
+                by_name: &n,
+                port_groups: &BTreeMap::new(),
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.0.contains("interface net0 (52:54:00:00:00:02): interface <vlan>"),
+            "{}",
+            e.0
+        );
+    }
+}
