@@ -582,7 +582,9 @@ pub fn wait_port(config_path: &Path, uuid: &str) -> Result<()> {
     Ok(())
 }
 
-/// `port-deleted`: the port's tap is going; release it and prune its on-demand VIDs.
+/// `port-deleted`: the port's tap is gone (libvirt closes it first); forget what we knew and
+/// prune on-demand VIDs nobody needs any more. A tap that is still there is not released:
+/// `virsh update-device` creates and deletes a short-lived port with the same MAC as a live one.
 fn port_deleted(store: &Store, config: &Config, stdin: &str) -> Result<()> {
     let (net, port) = parse_hook_data(stdin)?;
     let Some(port) = port else { return Ok(()) };
@@ -595,26 +597,9 @@ fn port_deleted(store: &Store, config: &Config, stdin: &str) -> Result<()> {
     else {
         return Ok(());
     };
-    let guest_mac = parse_mac(&port.mac).unwrap_or_default();
-    let mut nl = crate::netlink::Netlink::open()?;
-    let state = nl.read(&config.bridges.keys().cloned().collect())?;
-    let release: BTreeSet<String> = state
-        .bridges
-        .get(&bridge)
-        .map(|b| {
-            b.ports
-                .values()
-                .filter(|p| {
-                    p.mac
-                        .is_some_and(|m| crate::linkwatch::tap_of_guest(&m, &guest_mac))
-                })
-                .map(|p| p.name.clone())
-                .collect()
-        })
-        .unwrap_or_default();
     let scope = Scope::Bridges {
         bridges: [bridge].into(),
-        release,
+        release: BTreeSet::new(),
     };
     session::run(store, config, &[], &scope, Mode::Apply)?;
     Ok(())

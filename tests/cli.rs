@@ -235,3 +235,92 @@ fn scopeguard<F: FnMut()>(f: F) -> impl Drop {
     }
     G(f)
 }
+
+/// `migrate begin` and `restore begin` are XML filters: whatever the hook prints replaces the
+/// domain XML, so nothing may go to stdout. On migrate, a guest whose VLANs this host cannot
+/// serve is refused with the reason (exit 1), before it is black-holed.
+#[test]
+fn migrate_and_restore_hooks_print_nothing_and_migrate_checks_this_host() {
+    let d = tmp("migrate");
+    let cfg = d.join("m.toml");
+    std::fs::write(
+        &cfg,
+        "[bridges.br0]\nallowed = \"1-999\"\n[bridges.br0.uplinks.eth0]\ntagged = \"100,200\"\n[bridges.br1]\n[bridges.br1.uplinks.eth1]\ntagged = \"5\"\non_demand = true\n",
+    )
+    .unwrap();
+    let domain = |bridge: &str, vid: u16| {
+        format!(
+            "<domain type='kvm'><name>mig</name><metadata><vv:vlans xmlns:vv='urn:virt-vlan:1'>\
+             <vv:interface mac='52:54:00:00:00:01'><vv:vlan><vv:tag id='{vid}'/></vv:vlan></vv:interface>\
+             </vv:vlans></metadata><devices><interface type='bridge'><mac address='52:54:00:00:00:01'/>\
+             <source bridge='{bridge}'/></interface></devices></domain>"
+        )
+    };
+    let hook = |op: &str, xml: &str| {
+        let mut c = Command::new(BIN);
+        c.args(["hook", "qemu", "mig", op, "begin", "-"])
+            .env("VIRT_VLAN_CONFIG", &cfg)
+            .env("VIRT_VLAN_STATE_DIR", d.join("state"))
+            .env("VIRT_VLAN_LOG_DIR", d.join("log"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(xml.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let cases: [(&str, u16, Option<&str>); 5] = [
+        ("br0", 100, None),
+        (
+            "br0",
+            300,
+            Some("VID 300 leaves bridge br0 by no uplink here"),
+        ),
+        ("br0", 1500, Some("VID 1500 is not allowed on bridge br0")),
+        (
+            "br9",
+            100,
+            Some("bridge br9 is not managed by virt-vlan on this host"),
+        ),
+        ("br1", 777, None), // on demand: any allowed VID is carried
+    ];
+    for (bridge, vid, refused) in cases {
+        let o = hook("migrate", &domain(bridge, vid));
+        assert!(
+            o.stdout.is_empty(),
+            "migrate printed on stdout: {:?}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        match refused {
+            None => assert_eq!(o.status.code(), Some(0), "{bridge}/{vid}: {}", stderr(&o)),
+            Some(why) => {
+                assert_eq!(o.status.code(), Some(1), "{bridge}/{vid}");
+                assert!(stderr(&o).contains(why), "{}", stderr(&o));
+                assert!(
+                    stderr(&o).contains("cannot serve the guest's VLANs"),
+                    "{}",
+                    stderr(&o)
+                );
+            }
+        }
+    }
+    let o = hook("restore", &domain("br0", 100));
+    assert!(o.stdout.is_empty() && o.status.success(), "{}", stderr(&o));
+    // malformed metadata on an incoming guest: refused, naming it
+    let o = hook("migrate", &domain("br0", 4095));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("VID 4095 is reserved"),
+        "{}",
+        stderr(&o)
+    );
+    // the log file got a line per call
+    let log = std::fs::read_to_string(d.join("log/virt-vlan.log")).unwrap();
+    assert!(log.contains("hook qemu mig migrate begin"), "{log}");
+}

@@ -282,36 +282,7 @@ impl Lab {
 
     /// Every port's VLANs as iproute2 reports them (`bridge -j -compressvlans vlan show`).
     pub fn kernel_vlans(&self) -> BTreeMap<String, KernelVlans> {
-        let mut c = in_ns(&self.name, "bridge");
-        c.args(["-j", "-compressvlans", "vlan", "show"]);
-        let out = checked(c, "bridge -j vlan show");
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let mut map = BTreeMap::new();
-        for port in v.as_array().unwrap() {
-            let name = port["ifname"].as_str().unwrap().to_string();
-            let mut vlans = KernelVlans::new();
-            for e in port["vlans"].as_array().into_iter().flatten() {
-                let first = e["vlan"].as_u64().unwrap() as u16;
-                let last = e
-                    .get("vlanEnd")
-                    .and_then(|x| x.as_u64())
-                    .unwrap_or(first as u64) as u16;
-                let flags: Vec<&str> = e["flags"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|f| f.as_str())
-                    .collect();
-                for vid in first..=last {
-                    vlans.insert(
-                        vid,
-                        (flags.contains(&"PVID"), flags.contains(&"Egress Untagged")),
-                    );
-                }
-            }
-            map.insert(name, vlans);
-        }
-        map
+        kernel_vlans_in(Some(&self.name))
     }
 
     /// One port's VLANs in the notation `"1PU 100 200-300"`: P = PVID, U = egress untagged.
@@ -331,6 +302,62 @@ impl Lab {
             d["vlan_default_pvid"].as_u64().unwrap() as u16,
             d["vlan_protocol"].as_str().unwrap().to_string(),
         )
+    }
+}
+
+/// Every port's VLANs in namespace `ns` (`None`: the VM's own), as iproute2 reports them.
+pub fn kernel_vlans_in(ns: Option<&str>) -> BTreeMap<String, KernelVlans> {
+    let mut c = match ns {
+        Some(ns) => in_ns(ns, "bridge"),
+        None => Command::new("bridge"),
+    };
+    c.args(["-j", "-compressvlans", "vlan", "show"]);
+    let out = checked(c, "bridge -j vlan show");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut map = BTreeMap::new();
+    for port in v.as_array().unwrap() {
+        let name = port["ifname"].as_str().unwrap().to_string();
+        let mut vlans = KernelVlans::new();
+        for e in port["vlans"].as_array().into_iter().flatten() {
+            let first = e["vlan"].as_u64().unwrap() as u16;
+            let last = e
+                .get("vlanEnd")
+                .and_then(|x| x.as_u64())
+                .unwrap_or(first as u64) as u16;
+            let flags: Vec<&str> = e["flags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str())
+                .collect();
+            for vid in first..=last {
+                vlans.insert(
+                    vid,
+                    (flags.contains(&"PVID"), flags.contains(&"Egress Untagged")),
+                );
+            }
+        }
+        map.insert(name, vlans);
+    }
+    map
+}
+
+/// One port's VLANs in the VM's own namespace, as `describe` writes them.
+pub fn root_port(port: &str) -> String {
+    describe(kernel_vlans_in(None).get(port).cloned().unwrap_or_default())
+}
+
+/// Polls `check` every 100 ms until it is true or `secs` pass; returns whether it became true.
+pub fn wait_for(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if check() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

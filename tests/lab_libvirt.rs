@@ -1,0 +1,686 @@
+//! End-to-end with a real libvirtd (9.0) starting real qemu guests (TCG, no disk: the tap is
+//! created, enslaved and every hook fires) inside the lab VM. virt-vlan is installed with
+//! `virt-vlan install` and works only through libvirt's hooks here; the tests drive libvirt
+//! with virsh and check the kernel with iproute2. One libvirtd serves the whole binary, so the
+//! tests take turns (SERIAL).
+
+mod labkit;
+
+use labkit::*;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+const CONFIG_PATH: &str = "/etc/virt-vlan/virt-vlan.toml";
+
+/// The host: br0 with uplink up0 to a switch namespace; guests may have VIDs 1-2000; the
+/// uplink carries 100 and whatever local guests use.
+const BASE: &str = r#"[bridges.br0]
+default_pvid = 0
+allowed = "1-2000"
+[bridges.br0.self]
+pvid = 1
+[bridges.br0.uplinks.up0]
+pvid = 1
+tagged = "100"
+on_demand = true
+[hooks]
+port_wait = 120
+"#;
+
+/// A bridge-mode network with portgroups named by the convention, one of them the default.
+const LAN: &str = "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/>\
+    <portgroup name='dmz-4'/><portgroup name='guests-30' default='yes'/>\
+    <portgroup name='trunk'/><portgroup name='office'/></network>";
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes this test's turn; sets up the host and starts libvirtd the first time.
+fn turn() -> MutexGuard<'static, ()> {
+    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(setup);
+    set_config(BASE);
+    g
+}
+
+fn setup() {
+    must(
+        "ip link add br0 type bridge && ip link set br0 up && ip netns add sw && \
+         ip link add up0 type veth peer name eth0 netns sw && ip link set up0 master br0 && \
+         ip link set up0 up && ip -n sw link set eth0 up",
+    );
+    set_config(BASE);
+    let o = Command::new(BIN).arg("install").output().unwrap();
+    assert!(
+        o.status.success(),
+        "install: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    println!("{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        std::fs::read_link("/etc/libvirt/hooks/qemu.d/virt-vlan").unwrap(),
+        Path::new(BIN),
+        "install put the .d hook entry in place"
+    );
+    vv_ok(&["apply"]);
+    start_libvirtd();
+    std::fs::write("/tmp/lan.xml", LAN).unwrap();
+    virsh_ok(&["net-define", "/tmp/lan.xml"]);
+    virsh_ok(&["net-start", "lan"]);
+}
+
+fn start_libvirtd() {
+    must("mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/cache/libvirt /run/libvirt");
+    if !Path::new("/run/virtlogd.pid").exists() {
+        must("virtlogd -d");
+    }
+    must("libvirtd -d");
+    assert!(
+        wait_for(180, || virsh(&["list"]).status.success()),
+        "libvirtd did not come up"
+    );
+}
+
+/// Stops libvirtd by its pid (SIGTERM), leaving the guests running.
+fn stop_libvirtd() {
+    let pid = std::fs::read_to_string("/run/libvirtd.pid").unwrap();
+    must(&format!("kill -TERM {}", pid.trim()));
+    assert!(
+        wait_for(60, || !Path::new(&format!("/proc/{}", pid.trim())).exists()),
+        "libvirtd did not stop"
+    );
+}
+
+fn set_config(text: &str) {
+    std::fs::create_dir_all("/etc/virt-vlan").unwrap();
+    std::fs::write(CONFIG_PATH, text).unwrap();
+}
+
+fn vv(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn vv_ok(args: &[&str]) -> String {
+    let o = vv(args);
+    assert!(
+        o.status.success(),
+        "virt-vlan {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn virsh(args: &[&str]) -> Output {
+    Command::new("virsh")
+        .arg("-c")
+        .arg("qemu:///system")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn virsh_ok(args: &[&str]) -> String {
+    let o = virsh(args);
+    assert!(
+        o.status.success(),
+        "virsh {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A disk-less TCG guest with `nics` (interface XML) and our `metadata` (inner XML).
+fn define(name: &str, nics: &[String], metadata: &str) {
+    let xml = format!(
+        "<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
+         <metadata>{metadata}</metadata>\
+         <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='network'/></os>\
+         <features><acpi/><apic/></features><on_poweroff>destroy</on_poweroff>\
+         <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>{}<memballoon model='none'/></devices></domain>",
+        nics.join("")
+    );
+    let path = format!("/tmp/{name}.xml");
+    std::fs::write(&path, xml).unwrap();
+    virsh_ok(&["define", &path]);
+}
+
+fn bridge_nic(mac: &str) -> String {
+    format!(
+        "<interface type='bridge'><source bridge='br0'/><mac address='{mac}'/><model type='virtio'/></interface>"
+    )
+}
+
+fn network_nic(mac: &str, portgroup: Option<&str>) -> String {
+    let pg = portgroup
+        .map(|p| format!(" portgroup='{p}'"))
+        .unwrap_or_default();
+    format!(
+        "<interface type='network'><source network='lan'{pg}/><mac address='{mac}'/><model type='virtio'/></interface>"
+    )
+}
+
+/// Our metadata: `(selector attribute, <vlan> XML)` per interface.
+fn meta(entries: &[(&str, &str)]) -> String {
+    let inner: String = entries
+        .iter()
+        .map(|(sel, vlan)| format!("<vv:interface {sel}>{vlan}</vv:interface>"))
+        .collect();
+    format!("<vv:vlans xmlns:vv='urn:virt-vlan:1'>{inner}</vv:vlans>")
+}
+
+/// The tap of the guest interface with `mac`, from libvirt's live XML.
+fn tap(domain: &str, mac: &str) -> String {
+    let xml = virsh_ok(&["dumpxml", domain]);
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("interface"))
+        .find(|i| {
+            i.children()
+                .any(|c| c.has_tag_name("mac") && c.attribute("address") == Some(mac))
+        })
+        .and_then(|i| i.children().find(|c| c.has_tag_name("target")))
+        .and_then(|t| t.attribute("dev"))
+        .unwrap_or_else(|| panic!("{domain} has no tap for {mac}:\n{xml}"))
+        .to_string()
+}
+
+fn cleanup(domains: &[&str]) {
+    for d in domains {
+        let _ = virsh(&["destroy", d]);
+        let _ = virsh(&["undefine", d]);
+    }
+}
+
+/// Destroys and undefines its domains when dropped, also when a test fails half-way, so the
+/// next test starts from a clean host.
+struct Guests(Vec<String>);
+
+impl Guests {
+    fn new(names: &[&str]) -> Guests {
+        cleanup(names);
+        Guests(names.iter().map(|s| s.to_string()).collect())
+    }
+}
+
+impl Drop for Guests {
+    fn drop(&mut self) {
+        let names: Vec<&str> = self.0.iter().map(String::as_str).collect();
+        cleanup(&names);
+    }
+}
+
+fn record() -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string("/run/virt-vlan/ownership.json").unwrap_or("{}".into()),
+    )
+    .unwrap()
+}
+
+/// Record entries (bridge, port) of a domain.
+fn recorded_ports(domain: &str) -> Vec<String> {
+    let r = record();
+    let mut out = Vec::new();
+    for (_, ports) in r["bridges"].as_object().into_iter().flatten() {
+        for (port, e) in ports.as_object().unwrap() {
+            if e["origin"]["domain"] == domain {
+                out.push(port.clone());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn bridge_guest_vlans_from_metadata_access_trunk_native_untagged_and_tagged() {
+    let _t = turn();
+    let _g = Guests::new(&["vmeta"]);
+    define(
+        "vmeta",
+        &[
+            bridge_nic("52:54:00:a0:00:01"),
+            bridge_nic("52:54:00:a0:00:02"),
+            bridge_nic("52:54:00:a0:00:03"),
+        ],
+        &meta(&[
+            (
+                "mac='52:54:00:a0:00:01'",
+                "<vv:vlan><vv:tag id='100'/></vv:vlan>",
+            ),
+            (
+                "mac='52:54:00:a0:00:02'",
+                "<vv:vlan trunk='yes'><vv:tag id='200' nativeMode='untagged'/><vv:tag id='201'/><vv:tag id='202'/></vv:vlan>",
+            ),
+            (
+                "alias='net2'",
+                "<vv:vlan trunk='yes'><vv:tag id='300' nativeMode='tagged'/><vv:tag id='301'/></vv:vlan>",
+            ),
+        ]),
+    );
+    virsh_ok(&["start", "vmeta"]);
+    assert_eq!(root_port(&tap("vmeta", "52:54:00:a0:00:01")), "100PU");
+    assert_eq!(
+        root_port(&tap("vmeta", "52:54:00:a0:00:02")),
+        "200PU 201-202"
+    );
+    assert_eq!(root_port(&tap("vmeta", "52:54:00:a0:00:03")), "300P 301");
+    assert_eq!(
+        root_port("up0"),
+        "1PU 100 200-202 300-301",
+        "on-demand uplink"
+    );
+    // applied by the start hook, before the guest's first instruction
+    let log = std::fs::read_to_string("/var/log/virt-vlan/virt-vlan.log").unwrap();
+    assert!(
+        log.contains("start vmeta: 3 port(s) in their VLANs"),
+        "{log}"
+    );
+    // show names the domain, the interface and the source
+    let rows: serde_json::Value = serde_json::from_str(&vv_ok(&["show", "--json"])).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["port"] == tap("vmeta", "52:54:00:a0:00:03"))
+        .unwrap();
+    assert_eq!(row["domain"], "vmeta");
+    assert_eq!(row["interface"], "net2");
+    assert!(
+        row["source"].as_str().unwrap().starts_with("metadata"),
+        "{row}"
+    );
+    assert_eq!(row["role"], "guest");
+    // stop: the domain's ports are released and on-demand VIDs leave the uplink
+    virsh_ok(&["destroy", "vmeta"]);
+    assert_eq!(root_port("up0"), "1PU 100");
+    assert!(recorded_ports("vmeta").is_empty(), "{}", record());
+    cleanup(&["vmeta"]);
+}
+
+#[test]
+fn network_guests_by_portgroup_name_convention_and_default() {
+    let _t = turn();
+    let _g = Guests::new(&["vnet"]);
+    define(
+        "vnet",
+        &[
+            network_nic("52:54:00:b0:00:01", Some("dmz-4")),
+            network_nic("52:54:00:b0:00:02", None),
+            network_nic("52:54:00:b0:00:03", Some("trunk")),
+            network_nic("52:54:00:b0:00:04", Some("office")),
+        ],
+        "",
+    );
+    virsh_ok(&["start", "vnet"]);
+    assert_eq!(root_port(&tap("vnet", "52:54:00:b0:00:01")), "4PU");
+    assert_eq!(
+        root_port(&tap("vnet", "52:54:00:b0:00:02")),
+        "30PU",
+        "the default='yes' portgroup guests-30"
+    );
+    assert_eq!(
+        root_port(&tap("vnet", "52:54:00:b0:00:03")),
+        "1-2000",
+        "trunk: every allowed VID"
+    );
+    assert_eq!(
+        root_port(&tap("vnet", "52:54:00:b0:00:04")),
+        "",
+        "a portgroup name that says nothing: no VLAN"
+    );
+    let table = vv_ok(&["show"]);
+    assert!(
+        table.contains("portgroup name guests-30 of network lan"),
+        "{table}"
+    );
+    cleanup(&["vnet"]);
+    assert_eq!(root_port("up0"), "1PU 100");
+}
+
+#[test]
+fn precedence_metadata_over_portgroup_over_config() {
+    let _t = turn();
+    let _g = Guests::new(&["vprec"]);
+    set_config(&format!(
+        "{BASE}[[ports]]\ndomain = \"vprec\"\ninterface = \"52:54:00:c0:00:02\"\npvid = 21\n\
+         [[ports]]\ndomain = \"vprec\"\ninterface = \"net2\"\npvid = 22\n"
+    ));
+    define(
+        "vprec",
+        &[
+            network_nic("52:54:00:c0:00:01", Some("dmz-4")),
+            network_nic("52:54:00:c0:00:02", Some("dmz-4")),
+            bridge_nic("52:54:00:c0:00:03"),
+        ],
+        &meta(&[(
+            "mac='52:54:00:c0:00:01'",
+            "<vv:vlan><vv:tag id='7'/></vv:vlan>",
+        )]),
+    );
+    virsh_ok(&["start", "vprec"]);
+    assert_eq!(
+        root_port(&tap("vprec", "52:54:00:c0:00:01")),
+        "7PU",
+        "metadata beats the portgroup"
+    );
+    assert_eq!(
+        root_port(&tap("vprec", "52:54:00:c0:00:02")),
+        "4PU",
+        "the portgroup beats the config"
+    );
+    assert_eq!(
+        root_port(&tap("vprec", "52:54:00:c0:00:03")),
+        "22PU",
+        "the config, by alias"
+    );
+    cleanup(&["vprec"]);
+}
+
+#[test]
+fn starts_are_refused_for_forbidden_or_malformed_vlans_and_nothing_is_applied() {
+    let _t = turn();
+    let _g = Guests::new(&["vbad1", "vbad2", "vbad3"]);
+    let up_before = root_port("up0");
+    define(
+        "vbad1",
+        &[bridge_nic("52:54:00:d0:00:01")],
+        &meta(&[(
+            "mac='52:54:00:d0:00:01'",
+            "<vv:vlan><vv:tag id='3000'/></vv:vlan>",
+        )]),
+    );
+    let o = virsh(&["start", "vbad1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("VID 3000 is not allowed on bridge br0"),
+        "{err}"
+    );
+    define(
+        "vbad2",
+        &[bridge_nic("52:54:00:d0:00:02")],
+        &meta(&[(
+            "mac='52:54:00:d0:00:02'",
+            "<vv:vlan><vv:tag id='4095'/></vv:vlan>",
+        )]),
+    );
+    let o = virsh(&["start", "vbad2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("VID 4095 is reserved"), "{err}");
+    // a network interface is refused already when its port is created
+    define(
+        "vbad3",
+        &[network_nic("52:54:00:d0:00:03", None)],
+        &meta(&[(
+            "mac='52:54:00:d0:00:03'",
+            "<vv:vlan><vv:tag id='2500'/></vv:vlan>",
+        )]),
+    );
+    let o = virsh(&["start", "vbad3"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("VID 2500 is not allowed on bridge br0"),
+        "{err}"
+    );
+    for d in ["vbad1", "vbad2", "vbad3"] {
+        assert!(virsh_ok(&["domstate", d]).contains("shut off"));
+        assert!(recorded_ports(d).is_empty());
+    }
+    assert_eq!(root_port("up0"), up_before, "nothing applied");
+    cleanup(&["vbad1", "vbad2", "vbad3"]);
+}
+
+#[test]
+fn hotplugged_network_interfaces_get_their_vlans_and_detach_prunes() {
+    let _t = turn();
+    let _g = Guests::new(&["vhot"]);
+    define(
+        "vhot",
+        &[network_nic("52:54:00:e0:00:01", None)],
+        &meta(&[(
+            "mac='52:54:00:e0:00:09'",
+            "<vv:vlan><vv:tag id='555'/></vv:vlan>",
+        )]),
+    );
+    virsh_ok(&["start", "vhot"]);
+    assert_eq!(root_port(&tap("vhot", "52:54:00:e0:00:01")), "30PU");
+    // no qemu hook runs for a hot-plug: port-created's helper does the work
+    std::fs::write(
+        "/tmp/hot1.xml",
+        network_nic("52:54:00:e0:00:02", Some("dmz-4")),
+    )
+    .unwrap();
+    virsh_ok(&["attach-device", "vhot", "/tmp/hot1.xml", "--live"]);
+    let t1 = tap("vhot", "52:54:00:e0:00:02");
+    assert!(
+        wait_for(60, || root_port(&t1) == "4PU"),
+        "hot-plugged port: {}",
+        root_port(&t1)
+    );
+    // the domain's metadata names this one: it wins over the default portgroup
+    // (usb-net: a disk-less guest never completes a PCI hot-unplug; QEMU removes a USB NIC
+    // at once, so this one can be detached)
+    std::fs::write(
+        "/tmp/hot2.xml",
+        "<interface type='network'><source network='lan'/><mac address='52:54:00:e0:00:09'/><model type='usb-net'/></interface>",
+    )
+    .unwrap();
+    virsh_ok(&["attach-device", "vhot", "/tmp/hot2.xml", "--live"]);
+    let t2 = tap("vhot", "52:54:00:e0:00:09");
+    assert!(
+        wait_for(60, || root_port(&t2) == "555PU"),
+        "hot-plugged port: {}",
+        root_port(&t2)
+    );
+    assert!(
+        wait_for(10, || root_port("up0").contains("555")),
+        "{}",
+        root_port("up0")
+    );
+    // detach: port-deleted prunes 555 from the uplink
+    virsh_ok(&["detach-device", "vhot", "/tmp/hot2.xml", "--live"]);
+    assert!(
+        wait_for(60, || !root_port("up0").contains("555")),
+        "{}",
+        root_port("up0")
+    );
+    cleanup(&["vhot"]);
+}
+
+#[test]
+fn libvirtd_restart_reconnect_keeps_ports_right_and_reload_reapplies_bridges() {
+    let _t = turn();
+    let _g = Guests::new(&["vrst"]);
+    define(
+        "vrst",
+        &[
+            network_nic("52:54:00:f0:00:01", Some("dmz-4")),
+            bridge_nic("52:54:00:f0:00:02"),
+        ],
+        &meta(&[(
+            "mac='52:54:00:f0:00:02'",
+            "<vv:vlan><vv:tag id='77'/></vv:vlan>",
+        )]),
+    );
+    virsh_ok(&["start", "vrst"]);
+    let (a, b) = (
+        tap("vrst", "52:54:00:f0:00:01"),
+        tap("vrst", "52:54:00:f0:00:02"),
+    );
+    stop_libvirtd();
+    // while libvirtd is down, someone breaks a port and adds a foreign VID
+    must(&format!(
+        "bridge vlan del dev {a} vid 4 && bridge vlan add dev {b} vid 999"
+    ));
+    assert_eq!(root_port(&a), "");
+    start_libvirtd();
+    // reconnect repaired it; the foreign VID is someone else's and stays
+    assert!(wait_for(60, || root_port(&a) == "4PU"), "{}", root_port(&a));
+    assert_eq!(root_port(&b), "77PU 999");
+    assert_eq!(recorded_ports("vrst"), {
+        let mut v = vec![a.clone(), b.clone()];
+        v.sort();
+        v
+    });
+    // daemon reload re-applies the bridges: uplink and filtering
+    must("bridge vlan del dev up0 vid 100 && ip link set br0 type bridge vlan_filtering 0");
+    let pid = std::fs::read_to_string("/run/libvirtd.pid").unwrap();
+    must(&format!("kill -HUP {}", pid.trim()));
+    assert!(
+        wait_for(60, || root_port("up0").contains("100")),
+        "{}",
+        root_port("up0")
+    );
+    let filtering = || must("ip -d link show br0").contains("vlan_filtering 1");
+    assert!(wait_for(10, filtering));
+    cleanup(&["vrst"]);
+}
+
+#[test]
+fn ten_guests_start_concurrently_all_correct_record_consistent() {
+    let _t = turn();
+    let names: Vec<String> = (1..=10).map(|i| format!("vc{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let _g = Guests::new(&refs);
+    for i in 1..=10u16 {
+        let mac = format!("52:54:00:c1:00:{i:02x}");
+        define(
+            &format!("vc{i}"),
+            &[bridge_nic(&mac)],
+            &meta(&[(
+                &format!("mac='{mac}'"),
+                &format!("<vv:vlan><vv:tag id='{}'/></vv:vlan>", 1100 + i),
+            )]),
+        );
+    }
+    let starts: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let n = n.clone();
+            std::thread::spawn(move || (n.clone(), virsh(&["start", &n])))
+        })
+        .collect();
+    for h in starts {
+        let (n, o) = h.join().unwrap();
+        assert!(
+            o.status.success(),
+            "{n}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let vlans = kernel_vlans_in(None);
+    for i in 1..=10u16 {
+        let t = tap(&format!("vc{i}"), &format!("52:54:00:c1:00:{i:02x}"));
+        assert_eq!(describe(vlans[&t].clone()), format!("{}PU", 1100 + i));
+        let rec = record();
+        let e = &rec["bridges"]["br0"][&t];
+        assert_eq!(e["origin"]["domain"], format!("vc{i}"));
+        assert_eq!(e["owned"], (1100 + i).to_string());
+        let ifindex = must(&format!("cat /sys/class/net/{t}/ifindex"));
+        assert_eq!(
+            e["ifindex"].as_u64().unwrap().to_string(),
+            ifindex.trim(),
+            "record ties {t} to this tap"
+        );
+    }
+    assert_eq!(root_port("up0"), "1PU 100 1101-1110");
+    let stops: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let n = n.clone();
+            std::thread::spawn(move || virsh(&["destroy", &n]))
+        })
+        .collect();
+    for h in stops {
+        h.join().unwrap();
+    }
+    assert_eq!(root_port("up0"), "1PU 100");
+    assert!(
+        record()["bridges"]["br0"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|p| p == "br0" || p == "up0"),
+        "{}",
+        record()
+    );
+    cleanup(&refs);
+}
+
+#[test]
+fn seed_002_network_and_kvmvlan_dispatcher_scripts_work_unchanged() {
+    let _t = turn();
+    let _g = Guests::new(&["vseed"]);
+    // seed 002's network, as its README defines it
+    std::fs::write(
+        "/tmp/seed.xml",
+        "<network><name>br0</name><forward mode='bridge'/><bridge name='br0'/>\
+         <portgroup name = 'server-3'/><portgroup name = 'dmz-4'/>\
+         <portgroup name = 'kubernetes-45'/><portgroup name = 'zerotier-46'/></network>",
+    )
+    .unwrap();
+    let _ = virsh(&["net-destroy", "br0"]);
+    let _ = virsh(&["net-undefine", "br0"]);
+    virsh_ok(&["net-define", "/tmp/seed.xml"]);
+    virsh_ok(&["net-start", "br0"]);
+    // kvmvlan's layout: virt-vlan as the main qemu hook, a user script in qemu_started_begin.d
+    vv_ok(&["install", "--uninstall"]);
+    vv_ok(&["install", "--main-hook"]);
+    must(
+        "mkdir -p /etc/libvirt/hooks/qemu_started_begin.d /etc/libvirt/hooks/conf && \
+         printf '#!/bin/sh\\necho \"$1 $2\" > /tmp/dispatched\\ngrep -c \"<domain\" >> /tmp/dispatched\\necho script-ran\\n' \
+           > /etc/libvirt/hooks/qemu_started_begin.d/10-user.sh && \
+         chmod 755 /etc/libvirt/hooks/qemu_started_begin.d/10-user.sh && rm -f /tmp/dispatched",
+    );
+    stop_libvirtd();
+    start_libvirtd();
+    define(
+        "vseed",
+        &["<interface type='network'><source network='br0' portgroup='zerotier-46'/><mac address='52:54:00:e2:55:89'/><model type='virtio'/></interface>".to_string()],
+        "",
+    );
+    virsh_ok(&["start", "vseed"]);
+    assert_eq!(root_port(&tap("vseed", "52:54:00:e2:55:89")), "46PU");
+    assert_eq!(
+        std::fs::read_to_string("/tmp/dispatched").unwrap(),
+        "vseed /etc/libvirt/hooks/conf/10-user.conf\n1\n",
+        "argv <object> <config> and the domain XML on stdin"
+    );
+    let log =
+        std::fs::read_to_string("/var/log/virt-vlan/hooks/qemu_started_begin_vseed_10-user.log")
+            .unwrap();
+    assert_eq!(log, "script-ran\n");
+    // a failing script in a phase libvirt honours refuses the start
+    must(
+        "mkdir -p /etc/libvirt/hooks/qemu_start_begin.d && \
+         printf '#!/bin/sh\\necho broken >&2\\nexit 1\\n' > /etc/libvirt/hooks/qemu_start_begin.d/50-fails && \
+         chmod 755 /etc/libvirt/hooks/qemu_start_begin.d/50-fails",
+    );
+    virsh_ok(&["destroy", "vseed"]);
+    let o = virsh(&["start", "vseed"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("hook script 50-fails"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // back to the .d install for the other tests
+    must("rm -rf /etc/libvirt/hooks/qemu_start_begin.d /etc/libvirt/hooks/qemu_started_begin.d");
+    cleanup(&["vseed"]);
+    let _ = virsh(&["net-destroy", "br0"]);
+    let _ = virsh(&["net-undefine", "br0"]);
+    vv_ok(&["install", "--uninstall", "--main-hook"]);
+    vv_ok(&["install"]);
+    stop_libvirtd();
+    start_libvirtd();
+}
