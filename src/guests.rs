@@ -4,13 +4,14 @@
 
 use crate::config::Config;
 use crate::error::BadInput;
-use crate::intent::GuestPort;
+use crate::intent::{GuestPort, Role};
 use crate::libvirt_xml::{Domain, Network, parse_domain, parse_hook_data, parse_network};
-use crate::sources::{Networks, resolve_domain};
+use crate::ownership::Record;
+use crate::sources::{Networks, Resolved, resolve_domain};
 use crate::state::HostState;
 use crate::store::{Kind, Store};
 use anyhow::Result;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Networks and per-port portgroups as hooks reported them.
 #[derive(Default)]
@@ -51,88 +52,167 @@ impl NetworkKnowledge {
     }
 }
 
+/// Running domains and networks as one source saw them.
+pub struct DomainView {
+    pub domains: Vec<Domain>,
+    pub knowledge: NetworkKnowledge,
+    /// `libvirt` (asked it) or `hooks` (what its hooks last reported).
+    pub from: &'static str,
+    pub notes: Vec<String>,
+}
+
+impl DomainView {
+    /// libvirt's running domains' live XML and its networks (outside hooks only).
+    pub fn from_libvirt(store: &Store) -> Result<DomainView> {
+        let live = crate::libvirt_live::running()?;
+        let mut notes = Vec::new();
+        let mut knowledge = NetworkKnowledge::remembered(store);
+        for n in &live.networks {
+            match crate::libvirt_live::network_xml(n).and_then(|x| Ok(parse_network(&x)?)) {
+                Ok(net) => {
+                    knowledge.networks.insert(net.name.clone(), net);
+                }
+                Err(e) => notes.push(format!("network {n}: {e:#}")),
+            }
+        }
+        let mut domains = Vec::new();
+        for d in &live.domains {
+            match crate::libvirt_live::domain_xml(d).and_then(|x| Ok(parse_domain(&x)?)) {
+                Ok(dom) => domains.push(dom),
+                // it may have stopped meanwhile
+                Err(e) => notes.push(format!("domain {d}: {e:#}")),
+            }
+        }
+        Ok(DomainView {
+            domains,
+            knowledge,
+            from: "libvirt",
+            notes,
+        })
+    }
+
+    /// What libvirt's hooks last told us.
+    pub fn from_hooks(store: &Store) -> DomainView {
+        let mut notes = Vec::new();
+        let mut domains = Vec::new();
+        for (name, xml) in store.remembered(Kind::Domain) {
+            match parse_domain(&xml) {
+                Ok(d) => domains.push(d),
+                Err(e) => notes.push(format!("remembered domain {name}: {e}")),
+            }
+        }
+        DomainView {
+            domains,
+            knowledge: NetworkKnowledge::remembered(store),
+            from: "hooks",
+            notes,
+        }
+    }
+
+    /// libvirt if it answers (with `ask_libvirt`), else the hooks' memory.
+    pub fn best(store: &Store, ask_libvirt: bool) -> DomainView {
+        if ask_libvirt {
+            match DomainView::from_libvirt(store) {
+                Ok(v) => return v,
+                Err(e) => {
+                    let mut v = DomainView::from_hooks(store);
+                    v.notes.push(format!(
+                        "libvirt not reachable ({e:#}); using what its hooks last reported"
+                    ));
+                    return v;
+                }
+            }
+        }
+        DomainView::from_hooks(store)
+    }
+
+    /// Each domain's resolution (or why its VLAN data is unusable).
+    pub fn resolve(&self, config: &Config) -> Vec<(String, Result<Resolved, BadInput>)> {
+        self.domains
+            .iter()
+            .map(|d| {
+                (
+                    d.name.clone(),
+                    resolve_domain(d, config, &self.knowledge.view()),
+                )
+            })
+            .collect()
+    }
+}
+
 /// Guest ports found for a whole-host run.
 pub struct Gathered {
     pub ports: Vec<GuestPort>,
     pub notes: Vec<String>,
-    /// `libvirt` or `hooks` (what libvirt's hooks last told us).
+    /// `libvirt` or `hooks`.
     pub from: &'static str,
 }
 
-/// Every running domain's guest ports whose taps are on a bridge now. Asks libvirt when
-/// `ask_libvirt` and it answers, else uses the hooks' memory. A domain whose VLAN data is
-/// malformed fails the whole run (bad input), naming it.
+/// Keeps the ports whose taps are on a bridge now; notes the others.
+fn on_bridges(ports: Vec<GuestPort>, state: &HostState, notes: &mut Vec<String>) -> Vec<GuestPort> {
+    ports
+        .into_iter()
+        .filter(|p| {
+            let there = state.bridge_of(&p.ifname).is_some();
+            if !there {
+                notes.push(format!(
+                    "{}: tap {} is not on a bridge now; skipped",
+                    p.origin, p.ifname
+                ));
+            }
+            there
+        })
+        .collect()
+}
+
+/// Every running domain's guest ports whose taps are on a bridge now (see `DomainView::best`).
+/// A domain whose VLAN data is malformed fails the whole run (bad input), naming it.
 pub fn gather(
     config: &Config,
     store: &Store,
     state: &HostState,
     ask_libvirt: bool,
 ) -> Result<Gathered> {
-    let mut notes = Vec::new();
-    let mut live = None;
-    if ask_libvirt {
-        match crate::libvirt_live::running() {
-            Ok(l) => live = Some(l),
-            Err(e) => notes.push(format!(
-                "libvirt not reachable ({e:#}); using what its hooks last reported"
-            )),
-        }
-    }
-    let (domains, knowledge, from) = match live {
-        Some(l) => {
-            let mut k = NetworkKnowledge::remembered(store);
-            for n in &l.networks {
-                match crate::libvirt_live::network_xml(n).and_then(|x| Ok(parse_network(&x)?)) {
-                    Ok(net) => {
-                        k.networks.insert(net.name.clone(), net);
-                    }
-                    Err(e) => notes.push(format!("network {n}: {e:#}")),
-                }
-            }
-            let mut domains = Vec::new();
-            for d in &l.domains {
-                match crate::libvirt_live::domain_xml(d) {
-                    Ok(x) => domains.push(parse_domain(&x)?),
-                    // it may have stopped meanwhile
-                    Err(e) => notes.push(format!("domain {d}: {e:#}")),
-                }
-            }
-            (domains, k, "libvirt")
-        }
-        None => {
-            let mut domains = Vec::new();
-            for (name, xml) in store.remembered(Kind::Domain) {
-                match parse_domain(&xml) {
-                    Ok(d) => domains.push(d),
-                    Err(e) => notes.push(format!("remembered domain {name}: {e}")),
-                }
-            }
-            (domains, NetworkKnowledge::remembered(store), "hooks")
-        }
-    };
+    let view = DomainView::best(store, ask_libvirt);
+    let mut notes = view.notes.clone();
     let mut ports = Vec::new();
-    for d in &domains {
-        let r = resolve(d, config, &knowledge)?;
+    for (_, r) in view.resolve(config) {
+        let r = r?;
         notes.extend(r.notes);
-        for p in r.ports {
-            if state.bridge_of(&p.ifname).is_some() {
-                ports.push(p);
-            } else {
-                notes.push(format!(
-                    "{}: tap {} is not on a bridge now; skipped",
-                    p.origin, p.ifname
-                ));
-            }
-        }
+        ports.extend(r.ports);
     }
-    Ok(Gathered { ports, notes, from })
+    let ports = on_bridges(ports, state, &mut notes);
+    Ok(Gathered {
+        ports,
+        notes,
+        from: view.from,
+    })
+}
+
+/// Recorded libvirt guest ports still on their bridge that `covered` does not name: their
+/// recorded VLANs, so a run that does not know their domain does not strip them.
+pub fn recorded_guests(
+    record: &Record,
+    state: &HostState,
+    covered: &BTreeSet<String>,
+) -> Vec<GuestPort> {
+    record
+        .iter()
+        .filter(|(b, p, r)| {
+            r.role == Role::Guest
+                && r.origin.domain.is_some()
+                && !covered.contains(*p)
+                && state.ifindex(b, p) == Some(r.ifindex)
+        })
+        .map(|(_, p, r)| GuestPort {
+            ifname: p.clone(),
+            vlans: r.desired.clone(),
+            origin: r.origin.clone(),
+        })
+        .collect()
 }
 
 /// One domain's guest ports.
-pub fn resolve(
-    d: &Domain,
-    config: &Config,
-    k: &NetworkKnowledge,
-) -> Result<crate::sources::Resolved, BadInput> {
+pub fn resolve(d: &Domain, config: &Config, k: &NetworkKnowledge) -> Result<Resolved, BadInput> {
     resolve_domain(d, config, &k.view())
 }

@@ -68,6 +68,68 @@ pub const DEFAULT_CONFIG: &str = r#"# virt-vlan config. Nothing is managed until
 # on_error = "abort"         # or "isolate" (no VLAN, guest starts) or "warn"
 "#;
 
+/// The systemd unit for `virt-vlan watch`, for `exe`.
+pub fn watch_unit(exe: &Path) -> String {
+    format!(
+        "# Installed by `virt-vlan install`; `virt-vlan install --uninstall` removes it.
+[Unit]
+Description=virt-vlan watch: keep bridge VLANs right (hot-plug without hooks, drift)
+Documentation=man:virt-vlan(8)
+After=network-online.target libvirtd.service virtqemud.service virtnetworkd.service
+Wants=network-online.target
+
+[Service]
+Type=exec
+ExecStart={exe} watch
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=on-failure
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+",
+        exe = exe.display()
+    )
+}
+
+const UNIT_MARK: &str = "# Installed by `virt-vlan install`";
+
+/// The watch unit under `/etc/systemd/system` (on systemd hosts only).
+fn systemd_unit(root: &Path, exe: &Path, uninstall: bool) -> Result<Option<String>> {
+    let dir = root.join("etc/systemd/system");
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let path = dir.join("virt-vlan-watch.service");
+    let old = std::fs::read_to_string(&path).ok();
+    let ours = old.as_deref().is_none_or(|o| o.starts_with(UNIT_MARK));
+    if uninstall {
+        return Ok(Some(match old {
+            None => format!("{}: not installed", path.display()),
+            Some(_) if !ours => format!("{}: left alone (not virt-vlan's)", path.display()),
+            Some(_) => {
+                std::fs::remove_file(&path)?;
+                format!("{}: removed", path.display())
+            }
+        }));
+    }
+    let new = watch_unit(exe);
+    if !ours {
+        return Ok(Some(format!(
+            "{}: left alone (not virt-vlan's)",
+            path.display()
+        )));
+    }
+    if old.as_deref() == Some(new.as_str()) {
+        return Ok(Some(format!("{}: already installed", path.display())));
+    }
+    std::fs::write(&path, new).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(Some(format!(
+        "{}: installed; `systemctl enable --now virt-vlan-watch` to run it",
+        path.display()
+    )))
+}
+
 /// What `install` did, a line per thing.
 pub fn run(o: &Options) -> Result<Vec<String>> {
     let mut said = Vec::new();
@@ -103,6 +165,9 @@ pub fn run(o: &Options) -> Result<Vec<String>> {
         ));
     }
     if let Some(line) = apparmor(&o.root, &o.exe, o.uninstall)? {
+        said.push(line);
+    }
+    if let Some(line) = systemd_unit(&o.root, &o.exe, o.uninstall)? {
         said.push(line);
     }
     if !o.uninstall {
@@ -309,6 +374,45 @@ mod tests {
             std::fs::read_to_string(root.join("etc/apparmor.d/local/usr.sbin.libvirtd")).unwrap(),
             "# site rules\n  /srv/** r,\n"
         );
+    }
+
+    #[test]
+    fn installs_the_watch_unit_on_systemd_hosts() {
+        let root = tmp("unit");
+        std::fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
+        let said = run(&opts(&root, Some((9, 0)))).unwrap();
+        assert!(
+            said.iter()
+                .any(|l| l.contains("virt-vlan-watch.service: installed")),
+            "{said:?}"
+        );
+        let unit = std::fs::read_to_string(root.join("etc/systemd/system/virt-vlan-watch.service"))
+            .unwrap();
+        assert!(unit.contains("ExecStart=/usr/local/sbin/virt-vlan watch"));
+        assert!(unit.contains("After=network-online.target libvirtd.service"));
+        assert!(unit.contains("Restart=on-failure"));
+        let said = run(&opts(&root, Some((9, 0)))).unwrap();
+        assert!(
+            said.iter()
+                .any(|l| l.contains("virt-vlan-watch.service: already installed")),
+            "{said:?}"
+        );
+        let mut u = opts(&root, Some((9, 0)));
+        u.uninstall = true;
+        run(&u).unwrap();
+        assert!(
+            !root
+                .join("etc/systemd/system/virt-vlan-watch.service")
+                .exists()
+        );
+        // somebody's own unit of that name is left alone
+        std::fs::write(
+            root.join("etc/systemd/system/virt-vlan-watch.service"),
+            "[Unit]\n",
+        )
+        .unwrap();
+        let said = run(&opts(&root, Some((9, 0)))).unwrap();
+        assert!(said.iter().any(|l| l.contains("left alone")), "{said:?}");
     }
 
     #[test]

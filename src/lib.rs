@@ -32,3 +32,4 @@ pub mod state;
 pub mod store;
 pub mod switch;
 pub mod vid;
+pub mod watch;

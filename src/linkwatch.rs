@@ -27,6 +27,9 @@ pub struct LinkChange {
     pub mac: Option<[u8; 6]>,
     /// The link is itself a bridge.
     pub is_bridge: bool,
+    /// A bridge notification's VLANs (the kernel sends them compressed with every port or
+    /// VLAN change), when it carries them.
+    pub vlans: Option<Box<crate::port_vlans::PortVlans>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +146,7 @@ fn change(l: &LinkMessage, deleted: bool) -> LinkChange {
         master: None,
         mac: None,
         is_bridge: false,
+        vlans: None,
     };
     for a in &l.attributes {
         match a {
@@ -153,6 +157,9 @@ fn change(l: &LinkMessage, deleted: bool) -> LinkChange {
                 c.is_bridge |= infos
                     .iter()
                     .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)))
+            }
+            LinkAttribute::AfSpecBridge(spec) => {
+                c.vlans = Some(Box::new(crate::netlink::vlans_from(spec)))
             }
             _ => {}
         }

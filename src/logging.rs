@@ -1,7 +1,9 @@
 //! Where log lines go. Commands log to stderr. Hooks also keep a log file
 //! (`/var/log/virt-vlan/virt-vlan.log`, `VIRT_VLAN_LOG_DIR` to move it): libvirt shows a
 //! hook's stderr only when the hook fails, and a detached helper has no stderr at all. The
-//! file is rotated to `.1` past 1 MiB, so it stays bounded.
+//! file is rotated to `.1` past 1 MiB, so it stays bounded. The `watch` daemon logs to stderr:
+//! under systemd (`JOURNAL_STREAM` set) that is journald, so lines carry `<N>` priorities and
+//! no timestamps of their own.
 
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
@@ -23,6 +25,8 @@ pub enum Sink {
     Stderr(Level),
     /// The log file only (hooks print their one-line verdict on stderr themselves).
     File(Level),
+    /// A long-running daemon: journald when under systemd, else stderr with timestamps.
+    Daemon(Level),
 }
 
 fn open_log() -> Option<File> {
@@ -48,6 +52,39 @@ impl std::io::Write for FileWriter {
     }
 }
 
+/// Writes each log line to stderr behind an sd-daemon priority prefix (`<3>` error …).
+struct Journal(&'static str);
+
+impl std::io::Write for Journal {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut line = Vec::with_capacity(buf.len() + 3);
+        line.extend_from_slice(self.0.as_bytes());
+        line.extend_from_slice(buf);
+        std::io::stderr().write_all(&line)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+struct JournalWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for JournalWriter {
+    type Writer = Journal;
+    fn make_writer(&'a self) -> Journal {
+        Journal("<6>")
+    }
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Journal {
+        Journal(match *meta.level() {
+            Level::ERROR => "<3>",
+            Level::WARN => "<4>",
+            Level::INFO => "<6>",
+            _ => "<7>",
+        })
+    }
+}
+
 pub fn init(sink: Sink) {
     let builder = tracing_subscriber::fmt()
         .with_ansi(false)
@@ -56,6 +93,16 @@ pub fn init(sink: Sink) {
     match sink {
         Sink::Stderr(level) => builder
             .without_time()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .init(),
+        Sink::Daemon(level) if std::env::var_os("JOURNAL_STREAM").is_some() => builder
+            .without_time()
+            .with_level(false)
+            .with_max_level(level)
+            .with_writer(JournalWriter)
+            .init(),
+        Sink::Daemon(level) => builder
             .with_max_level(level)
             .with_writer(std::io::stderr)
             .init(),

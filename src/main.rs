@@ -60,7 +60,15 @@ enum Command {
     /// The detached helper of the network `port-created` hook (not for people).
     #[command(hide = true)]
     HookWaitPort { uuid: String },
-    /// Install the libvirt hook entries, a default config and the AppArmor rule.
+    /// Keep every managed bridge right as things happen: hot-plugs no hook sees, VLANs changed
+    /// by hand, bridges re-created. Event-driven; SIGHUP reloads the config.
+    Watch {
+        /// Reconcile once and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Install the libvirt hook entries, a default config, the AppArmor rule and the
+    /// virt-vlan-watch systemd unit.
     Install {
         /// Install under this directory instead of / (packaging, tests).
         #[arg(long, default_value = "/")]
@@ -109,6 +117,9 @@ fn main() -> ExitCode {
             virt_vlan::logging::init(Sink::File(level.max(tracing::Level::INFO)))
         }
         Command::HookWaitPort { .. } => virt_vlan::logging::init(Sink::File(tracing::Level::INFO)),
+        Command::Watch { .. } => {
+            virt_vlan::logging::init(Sink::Daemon(level.max(tracing::Level::INFO)))
+        }
         _ => virt_vlan::logging::init(Sink::Stderr(level)),
     }
     let result = match cli.command {
@@ -130,6 +141,7 @@ fn main() -> ExitCode {
         Command::HookWaitPort { uuid } => virt_vlan::hook::wait_port(&cli.config, &uuid)
             .map(|()| 0)
             .inspect_err(|e| tracing::error!("{e:#}")),
+        Command::Watch { once } => virt_vlan::watch::run(&cli.config, once).map(|()| 0),
         Command::Install {
             root,
             uninstall,

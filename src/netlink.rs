@@ -296,7 +296,7 @@ fn ext_ack_message(flags: u16, payload: &[u8]) -> Option<String> {
 }
 
 /// Kernel VLAN entries (compressed: ranges as BEGIN/END pairs) into a port's VLANs.
-fn vlans_from(spec: &[AfSpecBridge]) -> PortVlans {
+pub fn vlans_from(spec: &[AfSpecBridge]) -> PortVlans {
     let mut v = PortVlans::none();
     let mut begin: Option<u16> = None;
     for a in spec {

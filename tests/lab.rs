@@ -435,3 +435,261 @@ fn check_and_show_on_a_real_kernel() {
         "{out}"
     );
 }
+
+/// A `virt-vlan watch` running in a lab's host namespace, logging to a file; SIGTERM on drop.
+struct Watcher {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Watcher {
+    fn start(lab: &Lab, name: &str) -> Watcher {
+        let log = lab.dir.join(format!("{name}.log"));
+        let child = lab
+            .vv_command(&["watch"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let w = Watcher { child, log };
+        assert!(
+            wait_for(30, || w.log().contains("watching")),
+            "watch did not start:\n{}",
+            w.log()
+        );
+        w
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        must(&format!("kill -{sig} {}", self.child.id()));
+    }
+
+    /// Runs of the pipeline that wrote something.
+    fn writing_runs(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(" write(s), ports "))
+            .count()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .arg(self.child.id().to_string())
+                .status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn watch_puts_back_what_others_change_and_leaves_foreign_ports_alone() {
+    let (mut lab, eps) = switch_lab("watchdrift");
+    let g9 = lab.guest("g9", 99, 0);
+    lab.build();
+    let w = Watcher::start(&lab, "watch");
+    // the first run applies the config
+    assert!(wait_for(30, || lab.port("g1") == "100PU"), "{}", w.log());
+    expected_after_apply(&lab);
+    // someone removes a managed VID
+    lab.host("bridge vlan del dev g1 vid 100");
+    assert!(
+        wait_for(10, || lab.port("g1") == "100PU"),
+        "not repaired: {}\n{}",
+        lab.port("g1"),
+        w.log()
+    );
+    // someone changes a managed VID's flags on a trunk
+    lab.host("bridge vlan add dev g4 vid 100 pvid untagged");
+    assert!(
+        wait_for(10, || lab.port("g4") == "100 200"),
+        "not repaired: {}\n{}",
+        lab.port("g4"),
+        w.log()
+    );
+    // someone moves g3's PVID to a VID of their own: the PVID comes back, their VID stays
+    lab.host("bridge vlan add dev g3 vid 333 pvid untagged");
+    assert!(
+        wait_for(10, || lab.port("g3") == "200PU 333U"),
+        "{}\n{}",
+        lab.port("g3"),
+        w.log()
+    );
+    // a foreign VID on a port nobody configured is theirs
+    let runs = w.writing_runs();
+    lab.host("bridge vlan add dev g9 vid 777");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // (g9 was there before the first run: it keeps the kernel's VLAN 1 as it had it)
+    assert_eq!(lab.port("g9"), "1PU 777");
+    assert_eq!(
+        w.writing_runs(),
+        runs,
+        "nothing written for a foreign port:\n{}",
+        w.log()
+    );
+    let _ = g9;
+    // isolation still holds after all that
+    assert_ping_matrix(&eps);
+    // SIGHUP reloads the config
+    lab.config(&CONFIG.replace(
+        "interface = \"g2\"\npvid = 100",
+        "interface = \"g2\"\npvid = 150",
+    ));
+    w.signal("HUP");
+    assert!(
+        wait_for(10, || lab.port("g2") == "150PU"),
+        "{}\n{}",
+        lab.port("g2"),
+        w.log()
+    );
+    // SIGTERM ends it cleanly
+    let mut w = w;
+    w.signal("TERM");
+    let status = w.child.wait().unwrap();
+    assert!(status.success(), "{status}\n{}", w.log());
+    assert!(w.log().contains("exiting after"), "{}", w.log());
+}
+
+#[test]
+fn watch_brings_back_a_recreated_bridge_and_reenslaved_ports() {
+    let (lab, eps) = switch_lab("watchbridge");
+    let w = Watcher::start(&lab, "watch");
+    assert!(wait_for(30, || lab.port("g1") == "100PU"), "{}", w.log());
+    // ifupdown-style: the bridge is deleted and made again, ports enslaved again
+    lab.host(
+        "ip link del br0 && ip link add br0 type bridge && ip link set br0 up && \
+         ip addr add 10.9.0.1/24 dev br0 && \
+         for p in up0 g1 g2 g3 g4 g5; do ip link set $p master br0; done",
+    );
+    assert!(
+        wait_for(30, || lab.port("g5") == "100 300PU"
+            && lab.port("up0") == "1PU 100 200 300"),
+        "{:?}\n{}",
+        lab.kernel_vlans(),
+        w.log()
+    );
+    expected_after_apply(&lab);
+    assert_ping_matrix(&eps);
+}
+
+/// 100 ports configured before they exist; all enslaved in one go.
+fn burst_config() -> String {
+    let mut c = String::from(
+        "[bridges.br0]\ndefault_pvid = 0\n[bridges.br0.uplinks.up0]\non_demand = true\n",
+    );
+    for i in 0..100 {
+        c.push_str(&format!(
+            "[[ports]]\ninterface = \"p{i:03}\"\npvid = {}\n",
+            1000 + i
+        ));
+    }
+    c
+}
+
+fn burst(lab: &Lab) {
+    let mut lines = Vec::new();
+    for i in 0..100 {
+        lines.push(format!("link add p{i:03} type veth peer name q{i:03}"));
+        lines.push(format!("link set p{i:03} master br0"));
+        lines.push(format!("link set p{i:03} up"));
+    }
+    ip_batch(Some(&lab.name), &lines);
+}
+
+/// How many of the 100 burst ports are right.
+fn burst_right(lab: &Lab) -> usize {
+    let v = lab.kernel_vlans();
+    (0..100)
+        .filter(|i| {
+            v.get(&format!("p{i:03}")).map(|x| describe(x.clone()))
+                == Some(format!("{}PU", 1000 + i))
+        })
+        .count()
+}
+
+fn burst_done(lab: &Lab) -> bool {
+    burst_right(lab) == 100
+}
+
+#[test]
+fn watch_coalesces_a_burst_of_100_enslaved_ports() {
+    let mut lab = Lab::new("watchburst");
+    lab.veth_port("up0", "br0");
+    lab.build();
+    lab.config(&burst_config());
+    let w = Watcher::start(&lab, "watch");
+    burst(&lab);
+    assert!(
+        wait_for(60, || burst_done(&lab)),
+        "not all 100 right:\n{:?}\n{}",
+        lab.kernel_vlans(),
+        w.log()
+    );
+    assert_eq!(lab.port("up0"), "1000-1099");
+    let runs = w.writing_runs();
+    println!("100 enslaves took {runs} writing run(s)");
+    assert!(
+        runs <= 10,
+        "a burst is coalesced, not one run per port: {runs}\n{}",
+        w.log()
+    );
+}
+
+#[test]
+fn watch_killed_mid_burst_and_restarted_converges() {
+    let mut lab = Lab::new("watchkill");
+    lab.veth_port("up0", "br0");
+    lab.build();
+    lab.config(&burst_config());
+    let mut w = Watcher::start(&lab, "watch1");
+    // the burst arrives in four waves; the watcher is killed once the first ports are right
+    let burster = {
+        let name = lab.name.clone();
+        std::thread::spawn(move || {
+            for wave in 0..4 {
+                let mut lines = Vec::new();
+                for i in wave * 25..(wave + 1) * 25 {
+                    lines.push(format!("link add p{i:03} type veth peer name q{i:03}"));
+                    lines.push(format!("link set p{i:03} master br0"));
+                    lines.push(format!("link set p{i:03} up"));
+                }
+                ip_batch(Some(&name), &lines);
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+        })
+    };
+    assert!(wait_for(30, || burst_right(&lab) > 0), "{}", w.log());
+    w.signal("KILL");
+    let _ = w.child.wait();
+    let at_kill = burst_right(&lab);
+    println!("killed with {at_kill} of 100 ports right");
+    burster.join().unwrap();
+    assert!(!burst_done(&lab), "the kill came mid-burst");
+    let w2 = Watcher::start(&lab, "watch2");
+    assert!(
+        wait_for(60, || burst_done(&lab)),
+        "{:?}\n{}",
+        lab.kernel_vlans(),
+        w2.log()
+    );
+    assert_eq!(lab.port("up0"), "1000-1099");
+}
+
+#[test]
+fn watch_once_reconciles_and_exits() {
+    let (lab, _) = switch_lab("watchonce");
+    let out = lab.vv(&["watch", "--once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    expected_after_apply(&lab);
+}

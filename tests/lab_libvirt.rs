@@ -684,3 +684,81 @@ fn seed_002_network_and_kvmvlan_dispatcher_scripts_work_unchanged() {
     stop_libvirtd();
     start_libvirtd();
 }
+
+#[test]
+fn watch_gives_a_bridge_hotplug_its_vlans_with_no_hook_involved() {
+    let _t = turn();
+    let _g = Guests::new(&["vwatch"]);
+    define(
+        "vwatch",
+        &[bridge_nic("52:54:00:ab:00:01")],
+        &meta(&[
+            (
+                "mac='52:54:00:ab:00:01'",
+                "<vv:vlan><vv:tag id='600'/></vv:vlan>",
+            ),
+            (
+                "mac='52:54:00:ab:00:09'",
+                "<vv:vlan trunk='yes'><vv:tag id='601'/><vv:tag id='602'/></vv:vlan>",
+            ),
+        ]),
+    );
+    virsh_ok(&["start", "vwatch"]);
+    let log = "/tmp/watch-libvirt.log";
+    let mut watch = Command::new(BIN)
+        .arg("watch")
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    assert!(wait_for(60, || read().contains("watching")), "{}", read());
+    let hook_lines = || {
+        std::fs::read_to_string("/var/log/virt-vlan/virt-vlan.log")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("hook "))
+            .count()
+    };
+    let hooks_before = hook_lines();
+    // a type='bridge' hot-plug: libvirt runs no hook at all
+    std::fs::write("/tmp/hotb.xml", bridge_nic("52:54:00:ab:00:09")).unwrap();
+    virsh_ok(&["attach-device", "vwatch", "/tmp/hotb.xml", "--live"]);
+    let t = tap("vwatch", "52:54:00:ab:00:09");
+    assert!(
+        wait_for(60, || root_port(&t) == "601-602"),
+        "{}: {}\n{}",
+        t,
+        root_port(&t),
+        read()
+    );
+    assert_eq!(hook_lines(), hooks_before, "no hook ran for it");
+    let up = kernel_vlans_in(None)["up0"].clone();
+    assert!(
+        up.contains_key(&601) && up.contains_key(&602),
+        "on demand: {}",
+        root_port("up0")
+    );
+    // metadata changed on the running guest: libvirt's event stream tells the watcher
+    let t0 = tap("vwatch", "52:54:00:ab:00:01");
+    virsh_ok(&[
+        "metadata",
+        "vwatch",
+        "--uri",
+        "urn:virt-vlan:1",
+        "--key",
+        "vv",
+        "--live",
+        "--set",
+        "<vlans><interface mac='52:54:00:ab:00:01'><vlan><tag id='650'/></vlan></interface>\
+         <interface mac='52:54:00:ab:00:09'><vlan trunk='yes'><tag id='601'/><tag id='602'/></vlan></interface></vlans>",
+    ]);
+    assert!(
+        wait_for(60, || root_port(&t0) == "650PU"),
+        "{}\n{}",
+        root_port(&t0),
+        read()
+    );
+    must(&format!("kill -TERM {}", watch.id()));
+    assert!(watch.wait().unwrap().success(), "{}", read());
+}

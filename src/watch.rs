@@ -1,0 +1,518 @@
+//! `virt-vlan watch`: event-driven reconciliation for what hooks cannot see — a `type='bridge'`
+//! hot-plug (no hook runs), `bridge vlan del` by hand, a bridge re-created by ifupdown or
+//! NetworkManager, an uplink re-enslaved. It subscribes to rtnetlink link notifications
+//! (and to libvirt's domain events through `virsh event`), never polls, coalesces bursts into
+//! one run of the shared pipeline, and resynchronises from a full dump when the kernel drops
+//! notifications. Its own writes come back as notifications that match what it wanted, so they
+//! trigger nothing. SIGHUP reloads the config, SIGTERM/SIGINT end it cleanly.
+
+use crate::apply::Mode;
+use crate::config::Config;
+use crate::guests::{DomainView, recorded_guests};
+use crate::intent::{GuestPort, Scope};
+use crate::linkwatch::{Event, LinkChange, LinkEvents};
+use crate::netlink::Netlink;
+use crate::session;
+use crate::state::HostState;
+use crate::store::Store;
+use crate::switch::Switch;
+use anyhow::{Context, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// After a relevant notification, wait this long for more before running (a burst of 100
+/// enslaves arrives as a stream of notifications a few ms apart).
+const QUIET: Duration = Duration::from_millis(25);
+/// ... but never longer than this in all.
+const MAX_COALESCE: Duration = Duration::from_millis(250);
+
+/// Blocked SIGHUP/SIGTERM/SIGINT, delivered through a signalfd the event loop polls.
+struct Signals {
+    fd: i32,
+}
+
+impl Signals {
+    /// Blocks the signals (before any thread starts, so every thread inherits the mask).
+    fn block() -> Result<Signals> {
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
+                libc::sigaddset(&mut set, s);
+            }
+            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                anyhow::bail!("cannot block signals");
+            }
+            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error()).context("cannot create a signalfd");
+            }
+            Ok(Signals { fd })
+        }
+    }
+
+    fn take(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        loop {
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let n = unsafe {
+                libc::read(
+                    self.fd,
+                    &mut info as *mut _ as *mut libc::c_void,
+                    std::mem::size_of::<libc::signalfd_siginfo>(),
+                )
+            };
+            if n != std::mem::size_of::<libc::signalfd_siginfo>() as isize {
+                return out;
+            }
+            out.push(info.ssi_signo as i32);
+        }
+    }
+}
+
+/// `virsh event --all --loop`: a line per libvirt domain event (started, defined, metadata
+/// changed, device added…). Its end means libvirtd went away.
+struct LibvirtEvents {
+    child: std::process::Child,
+}
+
+impl LibvirtEvents {
+    fn start() -> Option<LibvirtEvents> {
+        let uri = std::env::var("LIBVIRT_DEFAULT_URI").unwrap_or_else(|_| "qemu:///system".into());
+        let child = std::process::Command::new("virsh")
+            .args(["-q", "-c", &uri, "event", "--all", "--loop"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let fd = child.stdout.as_ref()?.as_raw_fd();
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        Some(LibvirtEvents { child })
+    }
+
+    fn fd(&self) -> i32 {
+        self.child.stdout.as_ref().map_or(-1, |s| s.as_raw_fd())
+    }
+
+    /// Drains what is readable: (lines, still alive).
+    fn read(&mut self) -> (Vec<String>, bool) {
+        let mut buf = [0u8; 4096];
+        let mut text = String::new();
+        let Some(out) = self.child.stdout.as_mut() else {
+            return (Vec::new(), false);
+        };
+        loop {
+            match out.read(&mut buf) {
+                Ok(0) => return (text.lines().map(str::to_string).collect(), false),
+                Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => return (text.lines().map(str::to_string).collect(), false),
+            }
+        }
+        (text.lines().map(str::to_string).collect(), true)
+    }
+}
+
+impl Drop for LibvirtEvents {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the watcher keeps between events; all of it bounded by the host's links and domains.
+pub struct Watcher {
+    config_path: PathBuf,
+    config: Config,
+    store: Store,
+    nl: Netlink,
+    /// ifindex → (name, master ifindex or 0), as last seen.
+    links: BTreeMap<u32, (String, u32)>,
+    /// Managed bridges present now: ifindex → name.
+    bridges: BTreeMap<u32, String>,
+    domains: Option<DomainView>,
+    /// Ports on managed bridges no source claimed after asking libvirt: not asked about again.
+    unclaimed: BTreeSet<u32>,
+    libvirt_events: Option<LibvirtEvents>,
+    /// Runs of the pipeline so far (for the log and tests).
+    pub runs: u64,
+}
+
+impl Watcher {
+    pub fn new(config_path: &Path) -> Result<Watcher> {
+        let config = Config::load(config_path)?;
+        Ok(Watcher {
+            config_path: config_path.to_path_buf(),
+            config,
+            store: Store::open_default(),
+            nl: Netlink::open()?,
+            links: BTreeMap::new(),
+            bridges: BTreeMap::new(),
+            domains: None,
+            unclaimed: BTreeSet::new(),
+            libvirt_events: None,
+            runs: 0,
+        })
+    }
+
+    /// The config as far as the host can serve it now: a daemon repairs what it can and says
+    /// what it cannot, where `apply` refuses the whole run.
+    fn servable(&self, state: &HostState) -> Config {
+        let mut c = self.config.clone();
+        c.bridges.retain(|name, b| {
+            let there = state.bridges.contains_key(name);
+            if !there {
+                tracing::warn!("{}: bridge {name} does not exist now; waiting for it", b.at);
+            }
+            there
+        });
+        for b in c.bridges.values_mut() {
+            let name = b.name.clone();
+            b.uplinks.retain(|up, hp| {
+                let ok = state.bridge_of(up).is_some_and(|x| x.name == name);
+                if !ok {
+                    tracing::warn!(
+                        "{}: uplink {up} is not a port of {name} now; waiting for it",
+                        hp.at
+                    );
+                }
+                ok
+            });
+        }
+        let bridges: BTreeSet<String> = c.bridges.keys().cloned().collect();
+        c.ports.retain(|p| {
+            if p.domain.is_some() {
+                return true;
+            }
+            let ok = state.bridge_of(&p.interface).is_some_and(|b| {
+                bridges.contains(&b.name) && p.bridge.as_ref().is_none_or(|w| *w == b.name)
+            });
+            if !ok {
+                tracing::info!(
+                    "{}: port {} is not on its managed bridge now",
+                    p.at,
+                    p.interface
+                );
+            }
+            ok
+        });
+        c
+    }
+
+    /// Guest ports: running domains' (libvirt's view, else the hooks'), asking libvirt again
+    /// when a port nobody claims appears on a managed bridge, and recorded guests whose
+    /// domain is not known (never stripped for want of knowledge).
+    fn guests(&mut self, config: &Config, state: &HostState) -> Vec<GuestPort> {
+        if self.domains.is_none() {
+            self.refresh_domains();
+        }
+        let mut ports = self.resolved(config, state);
+        let claimed = |ports: &[GuestPort]| -> BTreeSet<String> {
+            ports.iter().map(|p| p.ifname.clone()).collect()
+        };
+        let unknown: Vec<u32> = config
+            .bridges
+            .keys()
+            .filter_map(|b| state.bridges.get(b))
+            .flat_map(|b| b.ports.values())
+            .filter(|p| {
+                !claimed(&ports).contains(&p.name)
+                    && !config
+                        .bridges
+                        .values()
+                        .any(|b| b.uplinks.contains_key(&p.name))
+                    && !config.ports.iter().any(|c| c.interface == p.name)
+                    && !self.unclaimed.contains(&p.ifindex)
+            })
+            .map(|p| p.ifindex)
+            .collect();
+        if !unknown.is_empty() {
+            // a miss: maybe a domain we have not seen (or a hot-plug): ask libvirt again
+            self.refresh_domains();
+            ports = self.resolved(config, state);
+            let now = claimed(&ports);
+            for i in unknown {
+                let name = self.links.get(&i).map(|l| l.0.clone()).unwrap_or_default();
+                if !now.contains(&name) {
+                    self.unclaimed.insert(i);
+                }
+            }
+        }
+        let covered = claimed(&ports);
+        match self.store.load_unlocked() {
+            Ok(record) => ports.extend(recorded_guests(&record, state, &covered)),
+            Err(e) => tracing::error!("{e:#}"),
+        }
+        ports
+    }
+
+    fn resolved(&self, config: &Config, state: &HostState) -> Vec<GuestPort> {
+        let Some(view) = &self.domains else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, r) in view.resolve(config) {
+            match r {
+                Ok(r) => out.extend(
+                    r.ports
+                        .into_iter()
+                        .filter(|p| state.bridge_of(&p.ifname).is_some()),
+                ),
+                Err(e) => tracing::error!("domain {name}: {e}; its ports are left as they are"),
+            }
+        }
+        out
+    }
+
+    fn refresh_domains(&mut self) {
+        let view = DomainView::best(&self.store, true);
+        for n in &view.notes {
+            tracing::info!("{n}");
+        }
+        if view.from == "libvirt" && self.libvirt_events.is_none() {
+            self.libvirt_events = LibvirtEvents::start();
+        }
+        self.domains = Some(view);
+    }
+
+    /// Reads the kernel, remembers which links are where, and runs the pipeline over every
+    /// managed bridge. Failures are logged: a daemon keeps going.
+    pub fn reconcile(&mut self, why: &str) -> Result<()> {
+        let start = Instant::now();
+        let managed: BTreeSet<String> = self.config.bridges.keys().cloned().collect();
+        let state = self.nl.read(&managed)?;
+        self.links.clear();
+        self.bridges.clear();
+        for b in state.bridges.values() {
+            self.links.insert(b.ifindex, (b.name.clone(), b.ifindex));
+            if managed.contains(&b.name) {
+                self.bridges.insert(b.ifindex, b.name.clone());
+            }
+            for p in b.ports.values() {
+                self.links.insert(p.ifindex, (p.name.clone(), b.ifindex));
+            }
+        }
+        state.require_vlan_support(&managed)?;
+        let config = self.servable(&state);
+        let guests = self.guests(&config, &state);
+        self.runs += 1;
+        let outcome = session::run(&self.store, &config, &guests, &Scope::Host, Mode::Apply)?;
+        let changed: Vec<&str> = outcome
+            .plan
+            .ports
+            .iter()
+            .filter(|p| !p.is_noop())
+            .map(|p| p.port.as_str())
+            .collect();
+        if changed.is_empty() && outcome.plan.settings.is_empty() {
+            tracing::debug!("{why}: nothing to do ({:?})", start.elapsed());
+        } else {
+            tracing::info!(
+                "{why}: {} write(s), ports {} ({:.1} ms)",
+                outcome.stats.writes,
+                changed.join(" "),
+                start.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether a notification can mean something is not as it should be.
+    fn relevant(&mut self, c: &LinkChange, record: &crate::ownership::Record) -> bool {
+        if c.deleted {
+            let was = self.links.remove(&c.ifindex);
+            return was.is_some_and(|(_, m)| self.bridges.contains_key(&m));
+        }
+        let name = c.name.clone().unwrap_or_default();
+        // a managed bridge (re)appearing
+        if self.config.bridges.contains_key(&name) && !self.bridges.contains_key(&c.ifindex) {
+            return true;
+        }
+        let master = c.master.unwrap_or(0);
+        let before = self.links.insert(c.ifindex, (name.clone(), master));
+        if !c.bridge_family {
+            // enslaved or released: a port joined or left a managed bridge
+            let old = before.map_or(0, |(_, m)| m);
+            return old != master
+                && (self.bridges.contains_key(&old) || self.bridges.contains_key(&master));
+        }
+        // a bridge notification: a port's (or a bridge's own) VLANs or state changed
+        if !self.bridges.contains_key(&master) {
+            return false;
+        }
+        let bridge = &self.bridges[&master];
+        match (record.get(bridge, &name), &c.vlans) {
+            // ours: only a change away from what we wanted matters (our own writes match)
+            (Some(r), Some(v)) if r.ifindex == c.ifindex => {
+                let ours = r.desired.members().union(&r.owned);
+                v.restricted_to(&ours) != r.desired
+            }
+            // someone else's port (not ours, not configured): a VLAN change there is theirs
+            (None, Some(_)) => {
+                self.config
+                    .bridges
+                    .get(bridge)
+                    .is_some_and(|b| b.uplinks.contains_key(&name))
+                    || self.config.ports.iter().any(|p| p.interface == name)
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Runs the watcher until SIGTERM/SIGINT (or once, with `once`).
+pub fn run(config_path: &Path, once: bool) -> Result<()> {
+    let signals = Signals::block()?;
+    let mut w = Watcher::new(config_path)?;
+    let mut events = LinkEvents::subscribe()?;
+    if once {
+        return w.reconcile("once");
+    }
+    if let Err(e) = w.reconcile("start") {
+        tracing::error!("start: {e:#}");
+    }
+    tracing::info!("watching {} bridge(s)", w.config.bridges.len());
+    loop {
+        let lv = w.libvirt_events.as_ref().map_or(-1, LibvirtEvents::fd);
+        let mut fds = [
+            libc::pollfd {
+                fd: events.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: signals.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: lv,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e).context("poll failed");
+        }
+        if fds[1].revents != 0 {
+            for sig in signals.take() {
+                match sig {
+                    libc::SIGHUP => match Config::load(&w.config_path) {
+                        Ok(c) => {
+                            tracing::info!("SIGHUP: config {} reloaded", w.config_path.display());
+                            w.config = c;
+                            w.unclaimed.clear();
+                            if let Err(e) = w.reconcile("config reloaded") {
+                                tracing::error!("{e:#}");
+                            }
+                        }
+                        Err(e) => tracing::error!("SIGHUP: keeping the old config: {e:#}"),
+                    },
+                    _ => {
+                        tracing::info!("signal {sig}: exiting after {} run(s)", w.runs);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let mut why: Option<String> = None;
+        if lv >= 0 && fds[2].revents != 0 {
+            let (lines, alive) = w
+                .libvirt_events
+                .as_mut()
+                .map(LibvirtEvents::read)
+                .unwrap_or_default();
+            if !alive {
+                tracing::info!("libvirt's event stream ended (libvirtd gone?)");
+                w.libvirt_events = None;
+            }
+            if !lines.is_empty() || !alive {
+                w.domains = None; // ask again at the next run
+                w.unclaimed.clear();
+                why = Some(format!(
+                    "libvirt: {}",
+                    lines.last().map_or("went away", |l| l.trim())
+                ));
+            }
+        }
+        if fds[0].revents != 0 {
+            why = collect(&mut w, &mut events, why)?;
+        }
+        if let Some(why) = why
+            && let Err(e) = w.reconcile(&why)
+        {
+            tracing::error!("{why}: {e:#}");
+        }
+    }
+}
+
+/// Reads notifications, and after the first relevant one keeps reading until the stream
+/// goes quiet, so a burst makes one run. Returns why to run, if at all.
+fn collect(
+    w: &mut Watcher,
+    events: &mut LinkEvents,
+    mut why: Option<String>,
+) -> Result<Option<String>> {
+    let record = w.store.load_unlocked().unwrap_or_default();
+    let mut batch = events.read()?;
+    let started = Instant::now();
+    let mut seen = 0usize;
+    loop {
+        for e in batch {
+            seen += 1;
+            match e {
+                Event::Overrun => {
+                    tracing::warn!("netlink notifications were dropped (ENOBUFS): resynchronising");
+                    why.get_or_insert_with(|| "resync after overrun".to_string());
+                }
+                Event::Link(c) => {
+                    if w.relevant(&c, &record) && why.is_none() {
+                        why = Some(describe(&c));
+                    }
+                }
+            }
+        }
+        if why.is_none() {
+            return Ok(None);
+        }
+        let left = MAX_COALESCE.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        batch = events.wait(Some(QUIET.min(left)))?;
+        if batch.is_empty() {
+            break;
+        }
+    }
+    Ok(why.map(|w| {
+        if seen > 1 {
+            format!("{w} (+{} notifications)", seen - 1)
+        } else {
+            w
+        }
+    }))
+}
+
+fn describe(c: &LinkChange) -> String {
+    let name = c
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("ifindex {}", c.ifindex));
+    match (c.deleted, c.bridge_family) {
+        (true, _) => format!("{name} went away"),
+        (false, true) => format!("{name}: bridge port changed"),
+        (false, false) => format!("{name}: link changed"),
+    }
+}
