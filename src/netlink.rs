@@ -317,10 +317,18 @@ pub fn vlans_from(spec: &[AfSpecBridge]) -> PortVlans {
         } else {
             info.vid
         };
-        for vid in first..=info.vid {
-            if (1..=4094).contains(&vid) {
-                v.set(vid, flags);
-            }
+        let (first, last) = (first.max(1), info.vid.min(4094));
+        if first > last {
+            continue;
+        }
+        // the kernel never reports a PVID inside a range nor a VID twice: whole ranges at once
+        if flags.untagged {
+            v.untagged.insert_range(first, last);
+        } else {
+            v.tagged.insert_range(first, last);
+        }
+        if flags.pvid {
+            v.pvid = Some(first);
         }
     }
     v

@@ -83,10 +83,26 @@ impl VidSet {
         self.words[vid as usize / 64] |= 1 << (vid % 64);
     }
 
+    /// Inserts `first..=last`, a word at a time.
     pub fn insert_range(&mut self, first: u16, last: u16) {
-        for v in first..=last {
-            self.insert(v);
+        debug_assert!(first <= last && last <= MAX_VID);
+        let (a, b) = (first as usize, last as usize);
+        for w in a / 64..=b / 64 {
+            let lo = if w == a / 64 { a % 64 } else { 0 };
+            let hi = if w == b / 64 { b % 64 } else { 63 };
+            let width = hi - lo + 1;
+            let mask = if width == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << width) - 1) << lo
+            };
+            self.words[w] |= mask;
         }
+    }
+
+    /// VIDs in exactly one of the two sets.
+    pub fn symmetric_difference(&self, other: &VidSet) -> VidSet {
+        self.zip(other, |a, b| a ^ b)
     }
 
     pub fn remove(&mut self, vid: u16) {
@@ -324,6 +340,26 @@ mod tests {
         assert!(set("2-3").is_subset(&a));
         assert!(!b.is_subset(&a));
         assert!(VidSet::new().is_empty());
+    }
+
+    #[test]
+    fn insert_range_matches_inserting_one_by_one() {
+        for (a, b) in [
+            (1, 1),
+            (1, 63),
+            (63, 64),
+            (64, 127),
+            (60, 200),
+            (2, 4094),
+            (4094, 4094),
+            (128, 191),
+        ] {
+            let mut by_word = VidSet::new();
+            by_word.insert_range(a, b);
+            let one_by_one: VidSet = (a..=b).collect();
+            assert_eq!(by_word, one_by_one, "{a}-{b}");
+        }
+        assert_eq!(set("1-5").symmetric_difference(&set("4-8")), set("1-3,6-8"));
     }
 
     #[test]
