@@ -127,8 +127,14 @@ pub fn reconcile(
         return Err(anyhow!("{}{rb}", failures.join("; ")));
     }
 
+    // Bridge settings are read again only if this run changed some.
+    let settings_of = if plan.settings.is_empty() {
+        BTreeSet::new()
+    } else {
+        managed.clone()
+    };
     let after = sw
-        .read(&managed)
+        .read(&settings_of)
         .context("cannot re-read the kernel to verify")?;
     let mismatches = verify(&plan, &after);
     if !mismatches.is_empty() {

@@ -67,20 +67,20 @@ impl DomainView {
         let live = crate::libvirt_live::running()?;
         let mut notes = Vec::new();
         let mut knowledge = NetworkKnowledge::remembered(store);
-        for n in &live.networks {
-            match crate::libvirt_live::network_xml(n).and_then(|x| Ok(parse_network(&x)?)) {
-                Ok(net) => {
+        let mut domains = Vec::new();
+        for (what, xml) in crate::libvirt_live::xml_of(&live) {
+            let parsed = xml.and_then(|x| {
+                if what.starts_with("domain ") {
+                    domains.push(parse_domain(&x)?);
+                } else {
+                    let net = parse_network(&x)?;
                     knowledge.networks.insert(net.name.clone(), net);
                 }
-                Err(e) => notes.push(format!("network {n}: {e:#}")),
-            }
-        }
-        let mut domains = Vec::new();
-        for d in &live.domains {
-            match crate::libvirt_live::domain_xml(d).and_then(|x| Ok(parse_domain(&x)?)) {
-                Ok(dom) => domains.push(dom),
-                // it may have stopped meanwhile
-                Err(e) => notes.push(format!("domain {d}: {e:#}")),
+                Ok(())
+            });
+            // a domain may have stopped meanwhile
+            if let Err(e) = parsed {
+                notes.push(format!("{what}: {e:#}"));
             }
         }
         Ok(DomainView {

@@ -18,6 +18,21 @@ fn uri() -> String {
     std::env::var("LIBVIRT_DEFAULT_URI").unwrap_or_else(|_| "qemu:///system".to_string())
 }
 
+/// Sockets a local system libvirt listens on (monolithic libvirtd, modular virtqemud).
+const SYSTEM_SOCKETS: &[&str] = &["/run/libvirt/libvirt-sock", "/run/libvirt/virtqemud-sock"];
+
+/// Whether asking libvirt can succeed at all: for the local system URI, one of its sockets
+/// must exist. Saves starting virsh on hosts where libvirtd is not running.
+pub fn maybe_running() -> bool {
+    let u = uri();
+    if u != "qemu:///system" && u != "lxc:///system" {
+        return true;
+    }
+    SYSTEM_SOCKETS
+        .iter()
+        .any(|s| std::path::Path::new(s).exists())
+}
+
 /// Runs `virsh -c URI args…`, returning stdout; an error if virsh is missing, fails, or takes
 /// longer than `limit`.
 pub fn virsh(args: &[&str], limit: Duration) -> Result<String> {
@@ -69,25 +84,78 @@ pub fn virsh(args: &[&str], limit: Duration) -> Result<String> {
 
 const LIMIT: Duration = Duration::from_secs(20);
 
+/// Separates the outputs of several commands in one virsh run.
+const SEP: &str = "--virt-vlan-separator--";
+
+/// Runs several virsh commands in one virsh process (`cmd1 ; echo SEP ; cmd2 …`) and
+/// returns each one's output.
+fn virsh_many(cmds: &[Vec<String>]) -> Result<Vec<String>> {
+    if cmds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let quote = |a: &String| format!("'{}'", a.replace('\'', "'\\''"));
+    let script = cmds
+        .iter()
+        .map(|c| c.iter().map(quote).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(&format!(" ; echo {SEP} ; "));
+    let out = virsh(&[&script], LIMIT)?;
+    let parts: Vec<String> = out.split(&format!("{SEP}\n")).map(str::to_string).collect();
+    if parts.len() != cmds.len() {
+        bail!(
+            "virsh gave {} answers to {} commands",
+            parts.len(),
+            cmds.len()
+        );
+    }
+    Ok(parts)
+}
+
+fn cmd(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
 /// Running domains and active networks, or an error if libvirt cannot be reached.
 pub fn running() -> Result<Live> {
-    let names = |s: String| -> Vec<String> {
+    if !maybe_running() {
+        bail!("libvirt is not running (no socket in /run/libvirt)");
+    }
+    let names = |s: &str| -> Vec<String> {
         s.lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .map(str::to_string)
             .collect()
     };
+    let lists = virsh_many(&[cmd(&["list", "--name"]), cmd(&["net-list", "--name"])])?;
     Ok(Live {
-        domains: names(virsh(&["list", "--name"], LIMIT)?),
-        networks: names(virsh(&["net-list", "--name"], LIMIT)?),
+        domains: names(&lists[0]),
+        networks: names(&lists[1]),
     })
 }
 
-pub fn domain_xml(name: &str) -> Result<String> {
-    virsh(&["dumpxml", "--domain", name], LIMIT)
-}
-
-pub fn network_xml(name: &str) -> Result<String> {
-    virsh(&["net-dumpxml", "--network", name], LIMIT)
+/// The live XML of these domains and networks in one virsh run; if that fails (one stopped
+/// meanwhile), one run each, so one missing object does not hide the others.
+pub fn xml_of(live: &Live) -> Vec<(String, Result<String>)> {
+    let mut cmds = Vec::new();
+    let mut names = Vec::new();
+    for d in &live.domains {
+        cmds.push(cmd(&["dumpxml", "--domain", d]));
+        names.push(format!("domain {d}"));
+    }
+    for n in &live.networks {
+        cmds.push(cmd(&["net-dumpxml", "--network", n]));
+        names.push(format!("network {n}"));
+    }
+    match virsh_many(&cmds) {
+        Ok(outs) => names.into_iter().zip(outs.into_iter().map(Ok)).collect(),
+        Err(_) => names
+            .into_iter()
+            .zip(cmds)
+            .map(|(n, c)| {
+                let args: Vec<&str> = c.iter().map(String::as_str).collect();
+                (n, virsh(&args, LIMIT))
+            })
+            .collect(),
+    }
 }

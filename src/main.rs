@@ -95,12 +95,25 @@ enum Import {
 }
 
 fn main() -> ExitCode {
-    // Installed as a libvirt hook: argv[0] names the driver, the rest is libvirt's.
+    // The guest-start critical path needs no argument parser: as libvirt runs it (argv[0]
+    // names the driver), or as `virt-vlan hook <driver> <object> <op> <subop> [extra]`
+    // without options.
     let argv: Vec<String> = std::env::args().collect();
-    if let Some(call) = argv
+    let call = argv
         .first()
         .and_then(|a0| virt_vlan::hook::Call::from_argv0(std::path::Path::new(a0), &argv[1..]))
-    {
+        .or_else(|| match argv.get(1..) {
+            Some([hook, driver, rest @ ..])
+                if hook == "hook"
+                    && virt_vlan::hook::DRIVERS.contains(&driver.as_str())
+                    && rest.len() <= 4
+                    && rest.iter().all(|a| !a.starts_with("--")) =>
+            {
+                Some(virt_vlan::hook::Call::new(driver, rest, false))
+            }
+            _ => None,
+        });
+    if let Some(call) = call {
         virt_vlan::logging::init(Sink::File(tracing::Level::INFO));
         let config = std::env::var_os("VIRT_VLAN_CONFIG")
             .map_or_else(|| PathBuf::from(DEFAULT_PATH), PathBuf::from);

@@ -828,7 +828,12 @@ mod tests {
         }
         fn vid(&mut self) -> u16 {
             // mostly a small window, so sets overlap
-            1 + (self.next() % 40) as u16 + if self.next().is_multiple_of(8) { 4000 } else { 0 }
+            1 + (self.next() % 40) as u16
+                + if self.next().is_multiple_of(8) {
+                    4000
+                } else {
+                    0
+                }
         }
         fn port(&mut self) -> PortVlans {
             let mut p = PortVlans::none();

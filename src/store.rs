@@ -186,12 +186,13 @@ impl Store {
     }
 }
 
-/// Writes `path` so that readers see the old or the new content, never a part.
+/// Writes `path` so that readers see the old or the new content, never a part. No fsync:
+/// the state directory lives in /run (tmpfs), gone at reboot with the VLANs it describes,
+/// so only the rename's atomicity matters, and hooks sit on the guest-start path.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     f.write_all(bytes)?;
-    f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
 }
