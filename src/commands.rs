@@ -10,7 +10,6 @@ use crate::netlink::Netlink;
 use crate::store::Store;
 use crate::switch::Switch;
 use anyhow::{Context, Result};
-use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -48,13 +47,7 @@ pub fn apply(config_path: &Path, dry_run: bool, confirm: bool, stats: bool) -> R
     } else if outcome.plan.is_empty() {
         println!("nothing to do: the host already matches {}", config.path);
     } else {
-        let changed: BTreeSet<&str> = outcome
-            .plan
-            .ports
-            .iter()
-            .filter(|p| !p.is_noop())
-            .map(|p| p.port.as_str())
-            .collect();
+        let changed = outcome.plan.changed_ports();
         println!(
             "applied {} change(s) to {} port(s) and {} bridge setting(s); verified",
             outcome.plan.write_count(),

@@ -116,9 +116,15 @@ impl DomainView {
                 Ok(v) => return v,
                 Err(e) => {
                     let mut v = DomainView::from_hooks(store);
-                    v.notes.push(format!(
+                    let note = format!(
                         "libvirt not reachable ({e:#}); using what its hooks last reported"
-                    ));
+                    );
+                    if crate::libvirt_live::maybe_running() {
+                        // libvirtd is there but did not answer: worth a sysadmin's attention.
+                        tracing::warn!("{note}");
+                    } else {
+                        v.notes.push(note);
+                    }
                     return v;
                 }
             }

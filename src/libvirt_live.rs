@@ -84,8 +84,9 @@ pub fn virsh(args: &[&str], limit: Duration) -> Result<String> {
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// Separates the outputs of several commands in one virsh run.
-const SEP: &str = "--virt-vlan-separator--";
+/// Separates the outputs of several commands in one virsh run. No leading dash: virsh's
+/// `echo` would take it for an option.
+const SEP: &str = "virt-vlan-answer-separator-7c3e";
 
 /// Runs several virsh commands in one virsh process (`cmd1 ; echo SEP ; cmd2 …`) and
 /// returns each one's output.
@@ -100,7 +101,7 @@ fn virsh_many(cmds: &[Vec<String>]) -> Result<Vec<String>> {
         .collect::<Vec<_>>()
         .join(&format!(" ; echo {SEP} ; "));
     let out = virsh(&[&script], LIMIT)?;
-    let parts: Vec<String> = out.split(&format!("{SEP}\n")).map(str::to_string).collect();
+    let parts = split_answers(&out);
     if parts.len() != cmds.len() {
         bail!(
             "virsh gave {} answers to {} commands",
@@ -109,6 +110,22 @@ fn virsh_many(cmds: &[Vec<String>]) -> Result<Vec<String>> {
         );
     }
     Ok(parts)
+}
+
+/// Splits one virsh run's output at the separators `virsh_many` asked for. Under `-q` virsh's
+/// `echo` ends its line only sometimes, so a separator may run into the next answer.
+fn split_answers(out: &str) -> Vec<String> {
+    out.split(SEP)
+        .enumerate()
+        .map(|(i, part)| {
+            let part = if i == 0 {
+                part
+            } else {
+                part.strip_prefix('\n').unwrap_or(part)
+            };
+            part.to_string()
+        })
+        .collect()
 }
 
 fn cmd(args: &[&str]) -> Vec<String> {
@@ -157,5 +174,32 @@ pub fn xml_of(live: &Live) -> Vec<(String, Result<String>)> {
                 (n, virsh(&args, LIMIT))
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separator_is_not_an_option_to_virsh_echo() {
+        assert!(!SEP.starts_with('-'));
+    }
+
+    #[test]
+    fn answers_split_at_separators_with_or_without_newline() {
+        // what `virsh -q 'list --name ; echo SEP ; net-list --name'` really prints
+        let out = format!("vm1\nvm2\n{SEP}lan\n");
+        assert_eq!(split_answers(&out), vec!["vm1\nvm2\n", "lan\n"]);
+        let out = format!("<domain/>\n{SEP}\n<network/>\n{SEP}\n\n");
+        assert_eq!(
+            split_answers(&out),
+            vec!["<domain/>\n", "<network/>\n", "\n"]
+        );
+    }
+
+    #[test]
+    fn one_answer_without_separator() {
+        assert_eq!(split_answers("vm1\n"), vec!["vm1\n"]);
     }
 }

@@ -189,6 +189,15 @@ impl Plan {
         self.write_count() == 0
     }
 
+    /// Names of the ports the plan writes to, each once.
+    pub fn changed_ports(&self) -> std::collections::BTreeSet<&str> {
+        self.ports
+            .iter()
+            .filter(|p| !p.is_noop())
+            .map(|p| p.port.as_str())
+            .collect()
+    }
+
     /// Every port write in order: uplinks and bridges' own ports first (so a guest never
     /// waits on an uplink), then guests, then released ports.
     pub fn writes(&self) -> Vec<PortWrite> {

@@ -304,20 +304,14 @@ impl Watcher {
         let guests = self.guests(&config, &state);
         self.runs += 1;
         let outcome = session::run(&self.store, &config, &guests, &Scope::Host, Mode::Apply)?;
-        let changed: Vec<&str> = outcome
-            .plan
-            .ports
-            .iter()
-            .filter(|p| !p.is_noop())
-            .map(|p| p.port.as_str())
-            .collect();
+        let changed = outcome.plan.changed_ports();
         if changed.is_empty() && outcome.plan.settings.is_empty() {
             tracing::debug!("{why}: nothing to do ({:?})", start.elapsed());
         } else {
             tracing::info!(
                 "{why}: {} write(s), ports {} ({:.1} ms)",
                 outcome.stats.writes,
-                changed.join(" "),
+                changed.into_iter().collect::<Vec<_>>().join(" "),
                 start.elapsed().as_secs_f64() * 1000.0
             );
         }

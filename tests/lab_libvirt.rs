@@ -97,44 +97,24 @@ fn set_config(text: &str) {
     std::fs::write(CONFIG_PATH, text).unwrap();
 }
 
-fn vv(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 fn vv_ok(args: &[&str]) -> String {
-    let o = vv(args);
-    assert!(
-        o.status.success(),
-        "virt-vlan {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    let mut c = Command::new(BIN);
+    c.args(args);
+    checked(c, &format!("virt-vlan {args:?}"))
 }
 
 fn virsh(args: &[&str]) -> Output {
-    Command::new("virsh")
-        .arg("-c")
-        .arg("qemu:///system")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    virsh_command(args).stdin(Stdio::null()).output().unwrap()
+}
+
+fn virsh_command(args: &[&str]) -> Command {
+    let mut c = Command::new("virsh");
+    c.args(["-c", "qemu:///system"]).args(args);
+    c
 }
 
 fn virsh_ok(args: &[&str]) -> String {
-    let o = virsh(args);
-    assert!(
-        o.status.success(),
-        "virsh {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    checked(virsh_command(args), &format!("virsh {args:?}"))
 }
 
 /// A disk-less TCG guest with `nics` (interface XML) and our `metadata` (inner XML).
@@ -761,4 +741,70 @@ fn watch_gives_a_bridge_hotplug_its_vlans_with_no_hook_involved() {
     );
     must(&format!("kill -TERM {}", watch.id()));
     assert!(watch.wait().unwrap().success(), "{}", read());
+}
+
+#[test]
+fn apply_learns_running_guests_from_libvirt() {
+    let _t = turn();
+    let _g = Guests::new(&["vapply"]);
+    define(
+        "vapply",
+        &[
+            bridge_nic("52:54:00:ac:00:01"),
+            network_nic("52:54:00:ac:00:02", Some("dmz-4")),
+        ],
+        &meta(&[(
+            "mac='52:54:00:ac:00:01'",
+            "<vv:vlan><vv:tag id='70'/></vv:vlan>",
+        )]),
+    );
+    virsh_ok(&["start", "vapply"]);
+    let (a, b) = (
+        tap("vapply", "52:54:00:ac:00:01"),
+        tap("vapply", "52:54:00:ac:00:02"),
+    );
+    // someone breaks both ports; `apply` asks libvirt (one virsh run for the lists, one for
+    // every domain's and network's XML) and puts them back
+    must(&format!(
+        "bridge vlan del dev {a} vid 70 && bridge vlan del dev {b} vid 4"
+    ));
+    vv_ok(&["apply"]);
+    assert_eq!(root_port(&a), "70PU");
+    assert_eq!(root_port(&b), "4PU");
+    // metadata changed on the running guest: the next apply follows libvirt's live XML
+    virsh_ok(&[
+        "metadata",
+        "vapply",
+        "--uri",
+        "urn:virt-vlan:1",
+        "--key",
+        "vv",
+        "--live",
+        "--set",
+        "<vlans><interface mac='52:54:00:ac:00:01'><vlan><tag id='71'/></vlan></interface></vlans>",
+    ]);
+    let o = Command::new(BIN)
+        .args(["apply", "--dry-run"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        plan.contains(&format!(
+            "bridge vlan add dev {a} vid 71 pvid untagged master"
+        )),
+        "{plan}{}\nlive XML:\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        virsh_ok(&["dumpxml", "vapply"])
+    );
+    vv_ok(&["apply"]);
+    assert_eq!(root_port(&a), "71PU");
+    let rows: serde_json::Value = serde_json::from_str(&vv_ok(&["show", "--json"])).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["port"] == b)
+        .unwrap();
+    assert_eq!(row["source"], "portgroup name dmz-4 of network lan");
 }

@@ -47,7 +47,8 @@ pub fn in_ns(ns: &str, program: &str) -> Command {
     c
 }
 
-fn checked(mut c: Command, what: &str) -> String {
+/// Runs `c`, panicking with its output unless it succeeds; returns stdout.
+pub fn checked(mut c: Command, what: &str) -> String {
     let o = c
         .stdin(Stdio::null())
         .output()
