@@ -82,13 +82,22 @@ struct LibvirtEvents {
 impl LibvirtEvents {
     fn start() -> Option<LibvirtEvents> {
         let uri = std::env::var("LIBVIRT_DEFAULT_URI").unwrap_or_else(|_| "qemu:///system".into());
-        let child = std::process::Command::new("virsh")
+        let mut command = std::process::Command::new("virsh");
+        command
             .args(["-q", "-c", &uri, "event", "--all", "--loop"])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
+            .stderr(std::process::Stdio::null());
+        // If the watcher is killed outright (SIGKILL, OOM), virsh must not outlive it.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().ok()?;
         let fd = child.stdout.as_ref()?.as_raw_fd();
         unsafe {
             let flags = libc::fcntl(fd, libc::F_GETFL);

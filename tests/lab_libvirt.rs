@@ -685,12 +685,15 @@ fn watch_gives_a_bridge_hotplug_its_vlans_with_no_hook_involved() {
     );
     virsh_ok(&["start", "vwatch"]);
     let log = "/tmp/watch-libvirt.log";
-    let mut watch = Command::new(BIN)
-        .arg("watch")
-        .stdin(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut watch = KillOnDrop(
+        Command::new(BIN)
+            .arg("watch")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let read = || std::fs::read_to_string(log).unwrap_or_default();
     assert!(wait_for(60, || read().contains("watching")), "{}", read());
     let hook_lines = || {
@@ -739,8 +742,8 @@ fn watch_gives_a_bridge_hotplug_its_vlans_with_no_hook_involved() {
         root_port(&t0),
         read()
     );
-    must(&format!("kill -TERM {}", watch.id()));
-    assert!(watch.wait().unwrap().success(), "{}", read());
+    must(&format!("kill -TERM {}", watch.0.id()));
+    assert!(watch.0.wait().unwrap().success(), "{}", read());
 }
 
 #[test]

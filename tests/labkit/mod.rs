@@ -47,6 +47,19 @@ pub fn in_ns(ns: &str, program: &str) -> Command {
     c
 }
 
+/// A child process (a daemon a test started) killed and reaped when dropped, so a failing
+/// test leaves nothing running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Runs `c`, panicking with its output unless it succeeds; returns stdout.
 pub fn checked(mut c: Command, what: &str) -> String {
     let o = c
