@@ -5,7 +5,7 @@
 
 LAB_SUITES := lab lab_libvirt
 
-.PHONY: all build deps lint unit lab test demo
+.PHONY: all build deps lint unit lab test demo bench
 all: build
 
 build:
@@ -29,3 +29,6 @@ test: deps lint unit lab
 demo: deps
 	cargo build --release
 	lab/vm lab/demo
+
+bench:
+	bench/run
