@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::error::BadInput;
 use crate::intent::{GuestPort, Role};
+use crate::libvirt_live::Object;
 use crate::libvirt_xml::{Domain, Network, parse_domain, parse_hook_data, parse_network};
 use crate::ownership::Record;
 use crate::sources::{Networks, Resolved, resolve_domain};
@@ -70,11 +71,12 @@ impl DomainView {
         let mut domains = Vec::new();
         for (what, xml) in crate::libvirt_live::xml_of(&live) {
             let parsed = xml.and_then(|x| {
-                if what.starts_with("domain ") {
-                    domains.push(parse_domain(&x)?);
-                } else {
-                    let net = parse_network(&x)?;
-                    knowledge.networks.insert(net.name.clone(), net);
+                match &what {
+                    Object::Domain(_) => domains.push(parse_domain(&x)?),
+                    Object::Network(_) => {
+                        let net = parse_network(&x)?;
+                        knowledge.networks.insert(net.name.clone(), net);
+                    }
                 }
                 Ok(())
             });

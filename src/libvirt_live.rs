@@ -14,7 +14,7 @@ pub struct Live {
 }
 
 /// The libvirt connection: `LIBVIRT_DEFAULT_URI` if set, else `qemu:///system`.
-fn uri() -> String {
+pub fn uri() -> String {
     std::env::var("LIBVIRT_DEFAULT_URI").unwrap_or_else(|_| "qemu:///system".to_string())
 }
 
@@ -151,27 +151,42 @@ pub fn running() -> Result<Live> {
     })
 }
 
+/// A libvirt object whose XML is asked for.
+pub enum Object {
+    Domain(String),
+    Network(String),
+}
+
+impl std::fmt::Display for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Object::Domain(n) => write!(f, "domain {n}"),
+            Object::Network(n) => write!(f, "network {n}"),
+        }
+    }
+}
+
 /// The live XML of these domains and networks in one virsh run; if that fails (one stopped
 /// meanwhile), one run each, so one missing object does not hide the others.
-pub fn xml_of(live: &Live) -> Vec<(String, Result<String>)> {
+pub fn xml_of(live: &Live) -> Vec<(Object, Result<String>)> {
     let mut cmds = Vec::new();
-    let mut names = Vec::new();
+    let mut objects = Vec::new();
     for d in &live.domains {
         cmds.push(cmd(&["dumpxml", "--domain", d]));
-        names.push(format!("domain {d}"));
+        objects.push(Object::Domain(d.clone()));
     }
     for n in &live.networks {
         cmds.push(cmd(&["net-dumpxml", "--network", n]));
-        names.push(format!("network {n}"));
+        objects.push(Object::Network(n.clone()));
     }
     match virsh_many(&cmds) {
-        Ok(outs) => names.into_iter().zip(outs.into_iter().map(Ok)).collect(),
-        Err(_) => names
+        Ok(outs) => objects.into_iter().zip(outs.into_iter().map(Ok)).collect(),
+        Err(_) => objects
             .into_iter()
             .zip(cmds)
-            .map(|(n, c)| {
+            .map(|(o, c)| {
                 let args: Vec<&str> = c.iter().map(String::as_str).collect();
-                (n, virsh(&args, LIMIT))
+                (o, virsh(&args, LIMIT))
             })
             .collect(),
     }

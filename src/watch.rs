@@ -81,7 +81,7 @@ struct LibvirtEvents {
 
 impl LibvirtEvents {
     fn start() -> Option<LibvirtEvents> {
-        let uri = std::env::var("LIBVIRT_DEFAULT_URI").unwrap_or_else(|_| "qemu:///system".into());
+        let uri = crate::libvirt_live::uri();
         let mut command = std::process::Command::new("virsh");
         command
             .args(["-q", "-c", &uri, "event", "--all", "--loop"])

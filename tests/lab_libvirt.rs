@@ -117,6 +117,21 @@ fn virsh_ok(args: &[&str]) -> String {
     checked(virsh_command(args), &format!("virsh {args:?}"))
 }
 
+/// Replaces a running guest's virt-vlan metadata (`inner`: `<vlans>…</vlans>`, unprefixed).
+fn set_live_metadata(domain: &str, inner: &str) {
+    virsh_ok(&[
+        "metadata",
+        domain,
+        "--uri",
+        "urn:virt-vlan:1",
+        "--key",
+        "vv",
+        "--live",
+        "--set",
+        inner,
+    ]);
+}
+
 /// A disk-less TCG guest with `nics` (interface XML) and our `metadata` (inner XML).
 fn define(name: &str, nics: &[String], metadata: &str) {
     let xml = format!(
@@ -724,18 +739,11 @@ fn watch_gives_a_bridge_hotplug_its_vlans_with_no_hook_involved() {
     );
     // metadata changed on the running guest: libvirt's event stream tells the watcher
     let t0 = tap("vwatch", "52:54:00:ab:00:01");
-    virsh_ok(&[
-        "metadata",
+    set_live_metadata(
         "vwatch",
-        "--uri",
-        "urn:virt-vlan:1",
-        "--key",
-        "vv",
-        "--live",
-        "--set",
         "<vlans><interface mac='52:54:00:ab:00:01'><vlan><tag id='650'/></vlan></interface>\
          <interface mac='52:54:00:ab:00:09'><vlan trunk='yes'><tag id='601'/><tag id='602'/></vlan></interface></vlans>",
-    ]);
+    );
     assert!(
         wait_for(60, || root_port(&t0) == "650PU"),
         "{}\n{}",
@@ -775,17 +783,10 @@ fn apply_learns_running_guests_from_libvirt() {
     assert_eq!(root_port(&a), "70PU");
     assert_eq!(root_port(&b), "4PU");
     // metadata changed on the running guest: the next apply follows libvirt's live XML
-    virsh_ok(&[
-        "metadata",
+    set_live_metadata(
         "vapply",
-        "--uri",
-        "urn:virt-vlan:1",
-        "--key",
-        "vv",
-        "--live",
-        "--set",
         "<vlans><interface mac='52:54:00:ac:00:01'><vlan><tag id='71'/></vlan></interface></vlans>",
-    ]);
+    );
     let o = Command::new(BIN)
         .args(["apply", "--dry-run"])
         .stdin(Stdio::null())
