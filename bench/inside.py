@@ -5,8 +5,8 @@ kernel state it must produce. Writes raw measurements as JSON for bench/report.p
 
     inside.py VIRT_VLAN WATCH_LATENCY OUT.json
 
-Knobs (environment; bench/run sets them): BENCH_ROUNDS (3), BENCH_SIZES (16,64,1024),
-BENCH_HOOK_ROUNDS (10), BENCH_WATCH_EVENTS (200), BENCH_TRUNK_MAX (64), BENCH_SCENARIOS (default
+Knobs (environment; bench/run sets them): BENCH_ROUNDS (3), BENCH_SIZES (16,64,256,1024),
+BENCH_HOOK_ROUNDS (10), BENCH_WATCH_EVENTS (200), BENCH_TRUNK_MAX (64), BENCH_PORTS_PER_BRIDGE (512), BENCH_SCENARIOS (default
 floor,hook,watch,bulk,profiles: run only some while working on one).
 """
 import json
@@ -23,7 +23,7 @@ VV, PROBE, OUT = sys.argv[1], sys.argv[2], sys.argv[3]
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "16,64,1024").split(",")]
+SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "16,64,256,1024").split(",")]
 HOOK_ROUNDS = int(os.environ.get("BENCH_HOOK_ROUNDS", "10"))
 WATCH_EVENTS = int(os.environ.get("BENCH_WATCH_EVENTS", "200"))
 # Per-VID contenders are sampled when a full run would take hours under emulation: the first
@@ -34,6 +34,10 @@ PYROUTE2_CAP = int(os.environ.get("BENCH_PYROUTE2_CAP", "1000"))
 # under emulation, to add and again to remove. Above this size they are left out (a 256-port
 # run and its reset take about two minutes here, and a cell needs ten of them).
 TRUNK_MAX = int(os.environ.get("BENCH_TRUNK_MAX", "64"))
+# A Linux bridge takes at most 1023 ports (port numbers are 10 bits and 0 is reserved; the
+# 1024th enslave fails with EXFULL), so a bigger host spreads its ports over several bridges,
+# as a real one would: p0..p511 on br0, p512.. on br1, and so on.
+PORTS_PER_BRIDGE = int(os.environ.get("BENCH_PORTS_PER_BRIDGE", "512"))
 WORK = "/tmp/vvbench"
 SCATTERED = [10 + 20 * k for k in range(200)]
 
@@ -99,7 +103,7 @@ def expand(ranges):
 
 
 # ---------------------------------------------------------------------------------------------
-# Bulk apply: N ports on br0, three shapes, four contenders.
+# Bulk apply: N ports on br0 (and br1.. past PORTS_PER_BRIDGE), three shapes, four contenders.
 
 def shape_ports(shape, n):
     """Port -> (deletes, adds[(vid, pvid, untagged)]) from the kernel's baseline (VID 1 PVID
@@ -137,7 +141,7 @@ def check(shape, n, who):
 
 
 def config_for(shape, n):
-    lines = ["[bridges.br0]", ""]
+    lines = [f"[bridges.{b}]\n" for b in bridges(n)]
     for i in range(n):
         lines.append(f'[[ports]]\ninterface = "p{i}"')
         if shape == "trunk":
@@ -175,13 +179,22 @@ def pyroute2_spec(shape, n):
     return {"ports": {port: {"del": dels, "add": adds} for port, (dels, adds) in shape_ports(shape, n).items()}}
 
 
+def bridge_of(i):
+    return f"br{i // PORTS_PER_BRIDGE}"
+
+
+def bridges(n):
+    return sorted({bridge_of(i) for i in range(n)})
+
+
 def topology(n):
-    sh("ip link del br0 2>/dev/null || true")
+    ip_batch([f"link del {b}" for b in os.listdir("/sys/class/net") if b.startswith("br")])
     ip_batch([f"link del p{i}" for i in range(4096) if os.path.exists(f"/sys/class/net/p{i}")])
-    sh("ip link add br0 type bridge vlan_filtering 1 vlan_default_pvid 1 && ip link set br0 up")
     lines = []
+    for b in bridges(n):
+        lines += [f"link add {b} type bridge vlan_filtering 1 vlan_default_pvid 1", f"link set {b} up"]
     for i in range(n):
-        lines += [f"link add p{i} type veth peer name q{i}", f"link set p{i} master br0", f"link set p{i} up"]
+        lines += [f"link add p{i} type veth peer name q{i}", f"link set p{i} master {bridge_of(i)}", f"link set p{i} up"]
     ip_batch(lines)
 
 
@@ -191,7 +204,7 @@ def reset(n):
     by VID against a list: quadratic for full trunks)."""
     lines = []
     for i in range(n):
-        lines += [f"link set p{i} nomaster", f"link set p{i} master br0"]
+        lines += [f"link set p{i} nomaster", f"link set p{i} master {bridge_of(i)}"]
     ip_batch(lines)
     shutil.rmtree(f"{WORK}/state", ignore_errors=True)
 
@@ -259,6 +272,7 @@ def bulk(results):
                     cell.setdefault(who, []).append(s)
                     log(f"{shape} x{n} round {r} {who}: {s['wall']:.3f}s" + (" (extrapolated)" if s.get("sampled") else ""))
             reset(n)
+            save(results)
         if n == max(SIZES):
             converged(results, n)
 
@@ -477,7 +491,7 @@ def profiles(results):
               "/bin/true": instructions(["/bin/true"], env)}
     n = min(SIZES)
     env = dict(os.environ, VIRT_VLAN_CONFIG=f"{WORK}/access-{n}.toml", VIRT_VLAN_STATE_DIR=f"{WORK}/state")
-    reset_cmd = "ip -batch - <<EOF\n" + "\n".join(f"link set p{i} nomaster\nlink set p{i} master br0" for i in range(n)) + "\nEOF\n"
+    reset_cmd = "ip -batch - <<EOF\n" + "\n".join(f"link set p{i} nomaster\nlink set p{i} master {bridge_of(i)}" for i in range(n)) + "\nEOF\n"
     topology(n)
     with open(f"{WORK}/access-{n}.toml", "w") as f:
         f.write(config_for("access", n))
@@ -507,9 +521,21 @@ SCENARIOS = {"floor": floor, "hook": hook_latency, "watch": watch, "bulk": bulk,
 ONLY = os.environ.get("BENCH_SCENARIOS", ",".join(SCENARIOS)).split(",")
 
 
+def save(results):
+    """Writes what has been measured so far: a run cut short still leaves its numbers."""
+    with open(OUT + ".part", "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(OUT + ".part", OUT)
+
+
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
+    # No IPv6 on the benchmark's links: every port that comes up would send router and
+    # multicast-listener solicitations that the bridge floods to every other port, which
+    # makes building a 1024-port host quadratic (minutes under emulation). Nothing measured
+    # here involves IPv6.
+    sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
     results = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "kernel": platform.release(),
@@ -524,9 +550,9 @@ def main():
     for name, scenario in SCENARIOS.items():
         if name in ONLY:
             scenario(results)
+            save(results)
     results["seconds"] = time.time() - t0
-    with open(OUT, "w") as f:
-        json.dump(results, f, indent=1)
+    save(results)
     log(f"done in {results['seconds']:.0f}s -> {OUT}")
 
 
