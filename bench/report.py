@@ -170,7 +170,7 @@ if conv:
     w(f"| one `bridge -compressvlans vlan show` | {cell(conv['one dump'])} | – |")
     w(f"\nRatio {med(conv['virt-vlan']) / med(conv['one dump']):.2f}×; virt-vlan's peak RSS "
       f"{conv['virt-vlan rss_kb'] / 1024:.1f} MiB. A converged run costs one "
-      f"compressed dump ({conv['virt-vlan'][0]['reads']} netlink reads: the dump and the bridge's settings), "
+      f"compressed dump ({conv['virt-vlan'][0]['reads']} netlink reads: the dump, then each managed bridge's settings), "
       "reading the config and the ownership record, and planning a word at a time.\n")
 
 # --- scale -----------------------------------------------------------------------------------------
@@ -234,9 +234,10 @@ if missed:
     w(misses_text if misses_text else "(no reading of the profiles was given)\n")
 if res.get("profile"):
     w("### Profiles\n")
-    w("Sampling profiles taken by the same run with `perf record -e cpu-clock` (the VM has no hardware "
-      "counters), restricted to the process named; `[kernel.kallsyms]` is the kernel working for it "
-      "(exec, page faults, netlink), `ld-linux` the dynamic loader.\n")
+    source = f"in {res['profiles_from']}" if res.get("profiles_from") else "by the same run"
+    w("Sampling profiles with `perf record -e cpu-clock` (the VM has no hardware counters), restricted "
+      "to the process named; `[kernel.kallsyms]` is the kernel working for it (exec, page faults, "
+      f"netlink), `ld-linux` the dynamic loader. Taken {source}.\n")
     w("```")
     w(res["profile"].strip())
     w("```\n")
