@@ -188,7 +188,7 @@ def bridges(n):
 
 
 def topology(n):
-    ip_batch([f"link del {b}" for b in os.listdir("/sys/class/net") if b.startswith("br")])
+    ip_batch([f"link del {b}" for b in os.listdir("/sys/class/net") if b.startswith("br") and b[2:].isdigit()])
     ip_batch([f"link del p{i}" for i in range(4096) if os.path.exists(f"/sys/class/net/p{i}")])
     lines = []
     for b in bridges(n):
@@ -522,7 +522,6 @@ def profiles(results):
                  "\n".join(f"  {c / 1e6:8.2f} M  {who}" for who, c in counts.items()) + "\n")
     results["instructions"] = counts
     results["profile"] = "\n".join(texts)
-    results["profile_taken"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     log("profiles taken")
 
 
