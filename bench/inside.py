@@ -202,16 +202,29 @@ def reset(n):
     """Back to the baseline: re-enslaving a port makes the kernel flush its VLANs and give it
     the default PVID again (much faster than `vlan del` of a range, which the kernel does VID
     by VID against a list: quadratic for full trunks)."""
-    lines = []
-    for i in range(n):
-        lines += [f"link set p{i} nomaster", f"link set p{i} master {bridge_of(i)}"]
-    ip_batch(lines)
+    ip_batch(reset_lines(n))
     shutil.rmtree(f"{WORK}/state", ignore_errors=True)
+
+
+def reset_lines(n):
+    return [x for i in range(n) for x in (f"link set p{i} nomaster", f"link set p{i} master {bridge_of(i)}")]
+
+
+def write_inputs(shape, n):
+    """virt-vlan's config and the `bridge -batch` file for one cell."""
+    with open(f"{WORK}/{shape}-{n}.toml", "w") as f:
+        f.write(config_for(shape, n))
+    with open(f"{WORK}/{shape}-{n}.batch", "w") as f:
+        f.write(batch_for(shape, n))
+
+
+def apply_env(shape, n):
+    return dict(os.environ, VIRT_VLAN_CONFIG=f"{WORK}/{shape}-{n}.toml", VIRT_VLAN_STATE_DIR=f"{WORK}/state")
 
 
 def run_contender(who, shape, n):
     """One timed run; returns a sample dict (wall in seconds; `estimated` when sampled)."""
-    env = dict(os.environ, VIRT_VLAN_CONFIG=f"{WORK}/{shape}-{n}.toml", VIRT_VLAN_STATE_DIR=f"{WORK}/state")
+    env = apply_env(shape, n)
     if who == "virt-vlan":
         r = measure([VV, "apply", "--stats"], env=env)
         stats = json.loads(r["err"].strip().splitlines()[-1])
@@ -255,10 +268,7 @@ def bulk(results):
             if shape == "trunk" and n > TRUNK_MAX:
                 log(f"trunk x{n}: left out (BENCH_TRUNK_MAX={TRUNK_MAX})")
                 continue
-            with open(f"{WORK}/{shape}-{n}.toml", "w") as f:
-                f.write(config_for(shape, n))
-            with open(f"{WORK}/{shape}-{n}.batch", "w") as f:
-                f.write(batch_for(shape, n))
+            write_inputs(shape, n)
             cell = results.setdefault("bulk", {}).setdefault(shape, {}).setdefault(str(n), {})
             # one untimed run first: the first run after building the host pays for the
             # kernel's fresh allocations, and would be charged to whoever happened to go first
@@ -286,7 +296,7 @@ def bulk(results):
 
 def converged(results, n):
     shape = "trunk" if n <= TRUNK_MAX else "scattered"
-    env = dict(os.environ, VIRT_VLAN_CONFIG=f"{WORK}/{shape}-{n}.toml", VIRT_VLAN_STATE_DIR=f"{WORK}/state")
+    env = apply_env(shape, n)
     reset(n)
     measure([VV, "apply"], env=env)
     check(shape, n, "virt-vlan")
@@ -347,10 +357,23 @@ def hook_setup():
         f.write(DOMAIN)
 
 
+def hook_env():
+    return dict(os.environ, VIRT_VLAN_CONFIG=f"{WORK}/hook/virt-vlan.toml", VIRT_VLAN_STATE_DIR=f"{WORK}/hook/state",
+                VIRT_VLAN_LOG_DIR=f"{WORK}/hook/log")
+
+
+def fresh_taps():
+    """The taps as libvirt hands them over at `start begin`, and no memory of them, only of
+    the network the hooks saw start."""
+    ip_batch([x for t in HOOK_EXPECT for x in (f"link set {t} nomaster", f"link set {t} master hb0")])
+    shutil.rmtree(f"{WORK}/hook/state", ignore_errors=True)
+    os.makedirs(f"{WORK}/hook/state/networks")
+    shutil.copy(f"{WORK}/hook/networks/lan.xml", f"{WORK}/hook/state/networks/lan.xml")
+
+
 def hook_latency(results):
     hook_setup()
-    env = dict(os.environ, VIRT_VLAN_CONFIG=f"{WORK}/hook/virt-vlan.toml", VIRT_VLAN_STATE_DIR=f"{WORK}/hook/state",
-               VIRT_VLAN_LOG_DIR=f"{WORK}/hook/log")
+    env = hook_env()
     contenders = {
         "virt-vlan hook": [VV, "hook", "qemu", "bench", "start", "begin", "-"],
         "Python hook (pyroute2)": [PY, f"{HERE}/contenders/hook.py", f"{WORK}/hook/virt-vlan.toml", f"{WORK}/hook/networks"],
@@ -358,11 +381,7 @@ def hook_latency(results):
     out = results.setdefault("hook", {k: [] for k in contenders})
     for r in range(HOOK_ROUNDS):
         for who in (list(contenders) if r % 2 == 0 else list(reversed(contenders))):
-            # fresh taps, as libvirt hands them over at `start begin`, and no memory of them
-            ip_batch([x for t in HOOK_EXPECT for x in (f"link set {t} nomaster", f"link set {t} master hb0")])
-            shutil.rmtree(f"{WORK}/hook/state", ignore_errors=True)
-            os.makedirs(f"{WORK}/hook/state/networks")
-            shutil.copy(f"{WORK}/hook/networks/lan.xml", f"{WORK}/hook/state/networks/lan.xml")
+            fresh_taps()
             x = measure(contenders[who], stdin=DOMAIN.encode(), env=env)
             got = {p: expand(r) for p, r in kernel("vnet").items()}
             if got != HOOK_EXPECT:
@@ -372,10 +391,7 @@ def hook_latency(results):
     # peak memory, once each, through a small launcher
     results["hook_rss_kb"] = {}
     for who, argv in contenders.items():
-        ip_batch([x for t in HOOK_EXPECT for x in (f"link set {t} nomaster", f"link set {t} master hb0")])
-        shutil.rmtree(f"{WORK}/hook/state", ignore_errors=True)
-        os.makedirs(f"{WORK}/hook/state/networks")
-        shutil.copy(f"{WORK}/hook/networks/lan.xml", f"{WORK}/hook/state/networks/lan.xml")
+        fresh_taps()
         results["hook_rss_kb"][who] = peak_rss_kb(argv, stdin=DOMAIN.encode(), env=env)
 
 
@@ -482,10 +498,8 @@ def profiles(results):
     # and the hook's one bridge dump would list them all (section 1 measured a clean host)
     topology(0)
     hook_setup()
-    env = dict(os.environ, VIRT_VLAN_CONFIG=f"{WORK}/hook/virt-vlan.toml", VIRT_VLAN_STATE_DIR=f"{WORK}/hook/state",
-               VIRT_VLAN_LOG_DIR=f"{WORK}/hook/log")
-    os.makedirs(f"{WORK}/hook/state/networks", exist_ok=True)
-    shutil.copy(f"{WORK}/hook/networks/lan.xml", f"{WORK}/hook/state/networks/lan.xml")
+    env = hook_env()
+    fresh_taps()
     refresh = "; ".join(f"ip link set {t} nomaster; ip link set {t} master hb0" for t in HOOK_EXPECT)
     runs = 20
     hook_cmd = f"{VV} hook qemu bench start begin - < {WORK}/domain.xml"
@@ -498,13 +512,10 @@ def profiles(results):
               instructions([VV, "hook", "qemu", "bench", "start", "begin", "-"], env, f"{WORK}/domain.xml"),
               "/bin/true": instructions(["/bin/true"], env)}
     n = min(SIZES)
-    env = dict(os.environ, VIRT_VLAN_CONFIG=f"{WORK}/access-{n}.toml", VIRT_VLAN_STATE_DIR=f"{WORK}/state")
-    reset_cmd = "ip -batch - <<EOF\n" + "\n".join(f"link set p{i} nomaster\nlink set p{i} master {bridge_of(i)}" for i in range(n)) + "\nEOF\n"
+    env = apply_env("access", n)
+    reset_cmd = "ip -batch - <<EOF\n" + "\n".join(reset_lines(n)) + "\nEOF\n"
     topology(n)
-    with open(f"{WORK}/access-{n}.toml", "w") as f:
-        f.write(config_for("access", n))
-    with open(f"{WORK}/access-{n}.batch", "w") as f:
-        f.write(batch_for("access", n))
+    write_inputs("access", n)
     with open(f"{WORK}/reset.sh", "w") as f:
         f.write(reset_cmd + f"rm -rf {WORK}/state\n")
     for who, cmd, comm in [("virt-vlan apply", f"{VV} apply", "virt-vlan"),
