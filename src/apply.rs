@@ -22,6 +22,19 @@ pub struct Outcome {
     pub stats: Stats,
     /// Record entries dropped because their port is gone or was re-created.
     pub stale: Vec<(String, String)>,
+    /// Guest ports isolated because their source asks for VIDs their bridge does not allow
+    /// (see `Intent::violations`): the run managed everything else, but did not succeed.
+    pub violations: Vec<String>,
+}
+
+impl Outcome {
+    /// The violations as one bad-input error, if there were any.
+    pub fn policy_result(&self) -> Result<()> {
+        if self.violations.is_empty() {
+            return Ok(());
+        }
+        Err(crate::error::BadInput(self.violations.join("; ")).into())
+    }
 }
 
 /// How a run ends: print the plan, apply it, or show it and apply after a yes.
@@ -65,6 +78,7 @@ pub fn reconcile(
         applied,
         stats: delta(sw.stats(), start),
         stale: stale.clone(),
+        violations: intent.violations.clone(),
     };
     let confirming = matches!(mode, Mode::Confirm(_));
     match mode {
@@ -630,14 +644,16 @@ pvid = 300
         let mut k = fresh_kernel(&["eth0", "veth0", "veth1", "vnet0", "vnet1"]);
         let mut rec = Record::default();
         reconcile(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
-        let g = |name: &str, v: PortVlans| GuestPort {
-            ifname: name.into(),
-            vlans: v,
-            origin: Origin {
-                what: "metadata".into(),
-                domain: Some("vm".into()),
-                interface: None,
-            },
+        let g = |name: &str, v: PortVlans| {
+            GuestPort::new(
+                name,
+                v,
+                Origin {
+                    what: "metadata".into(),
+                    domain: Some("vm".into()),
+                    interface: None,
+                },
+            )
         };
         let trunk =
             PortVlans::build(Some(500), Native::Untagged, VidSet::new(), s("501-502")).unwrap();

@@ -1,6 +1,8 @@
 //! `virt-vlan check`: is this host ready — config valid, bridges present, kernel able to filter
-//! VLANs, filtering on, uplinks and static ports where they should be — and would any guest be
-//! cut off because no uplink or the bridge itself carries its VLAN. Pure findings.
+//! VLANs, filtering on, uplinks and static ports where they should be — would any guest be
+//! cut off because no uplink or the bridge itself carries its VLAN, is any guest isolated for
+//! asking for a VLAN its bridge does not allow, and does any guest carry libvirt's own `<vlan>`
+//! on a bridge that does not filter VLANs (libvirt accepts it silently). Pure findings.
 
 use crate::config::Config;
 use crate::intent::Role;
@@ -33,7 +35,23 @@ impl fmt::Display for Finding {
     }
 }
 
-pub fn check(config: &Config, state: &HostState, record: &Record) -> Vec<Finding> {
+/// A running guest interface that libvirt gives a `<vlan>` of its own (interface, portgroup
+/// or network), on the bridge it plugs into.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LibvirtVlanUse {
+    pub domain: String,
+    pub interface: String,
+    pub bridge: String,
+    /// Which `<vlan>`: `interface <vlan>`, `portgroup … <vlan>`…
+    pub what: String,
+}
+
+pub fn check(
+    config: &Config,
+    state: &HostState,
+    record: &Record,
+    libvirt_vlans: &[LibvirtVlanUse],
+) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut push = |level, message: String| out.push(Finding { level, message });
     push(
@@ -144,6 +162,34 @@ pub fn check(config: &Config, state: &HostState, record: &Record) -> Vec<Finding
             }
         }
     }
+    for (bridge, port, rec) in record.iter() {
+        if rec.origin.what.starts_with(crate::intent::ISOLATED) {
+            push(
+                Level::Error,
+                format!(
+                    "bridge {bridge}: port {port} ({}) is in no VLAN",
+                    rec.origin
+                ),
+            );
+        }
+    }
+    for u in libvirt_vlans {
+        // not a Linux bridge (Open vSwitch takes <vlan> natively) or not there: not ours
+        let Some(b) = state.bridges.get(&u.bridge) else {
+            continue;
+        };
+        if !(b.settings.vlan_supported && b.settings.vlan_filtering) {
+            push(
+                Level::Warning,
+                format!(
+                    "domain {} interface {}: {} on bridge {}, which does not filter VLANs: \
+                     libvirt accepts it but nothing enforces it; manage the bridge with \
+                     virt-vlan ([bridges.{}]) or switch its vlan_filtering on",
+                    u.domain, u.interface, u.what, u.bridge, u.bridge
+                ),
+            );
+        }
+    }
     out
 }
 
@@ -197,7 +243,12 @@ mod tests {
     #[test]
     fn healthy_host_warns_only_about_cut_off_vlans() {
         let c = Config::parse("t.toml", CONF).unwrap();
-        let f = check(&c, &st(true, true, &["eth0", "veth0"]), &Record::default());
+        let f = check(
+            &c,
+            &st(true, true, &["eth0", "veth0"]),
+            &Record::default(),
+            &[],
+        );
         assert!(levels(&f, Level::Error).is_empty(), "{f:?}");
         let w = levels(&f, Level::Warning);
         assert_eq!(w.len(), 1, "{w:?}");
@@ -218,7 +269,12 @@ mod tests {
             ),
         )
         .unwrap();
-        let f = check(&c, &st(true, true, &["eth0", "veth0"]), &Record::default());
+        let f = check(
+            &c,
+            &st(true, true, &["eth0", "veth0"]),
+            &Record::default(),
+            &[],
+        );
         assert!(levels(&f, Level::Warning).is_empty(), "{f:?}");
     }
 
@@ -229,6 +285,7 @@ mod tests {
             &c,
             &st(false, false, &["eth0", "veth0"]),
             &Record::default(),
+            &[],
         );
         let e = levels(&f, Level::Error);
         assert_eq!(e.len(), 1, "{e:?}");
@@ -242,7 +299,7 @@ mod tests {
     #[test]
     fn filtering_off_missing_uplink_port_and_bridge() {
         let c = Config::parse("t.toml", CONF).unwrap();
-        let f = check(&c, &st(false, true, &[]), &Record::default());
+        let f = check(&c, &st(false, true, &[]), &Record::default(), &[]);
         let e = levels(&f, Level::Error).join("\n");
         assert!(e.contains("vlan_filtering is off"), "{e}");
         assert!(
@@ -253,7 +310,66 @@ mod tests {
             e.contains("t.toml:3: port veth0 is not a port of any bridge"),
             "{e}"
         );
-        let f = check(&c, &HostState::default(), &Record::default());
+        let f = check(&c, &HostState::default(), &Record::default(), &[]);
         assert!(levels(&f, Level::Error)[0].contains("bridge br0 does not exist"));
+    }
+
+    #[test]
+    fn libvirt_vlan_on_a_bridge_that_does_not_filter_is_a_warning_naming_it() {
+        let c = Config::parse("t.toml", "[bridges.br0]\n").unwrap();
+        let mut h = st(true, true, &[]);
+        let mut br9 = h.bridges["br0"].clone();
+        br9.name = "br9".into();
+        br9.settings.vlan_filtering = false;
+        h.bridges.insert("br9".into(), br9);
+        let use_on = |bridge: &str| LibvirtVlanUse {
+            domain: "vm1".into(),
+            interface: "net0 (52:54:00:00:00:01)".into(),
+            bridge: bridge.into(),
+            what: "interface <vlan>".into(),
+        };
+        let uses = [use_on("br9"), use_on("br0"), use_on("ovsbr0")];
+        let f = check(&c, &h, &Record::default(), &uses);
+        let warned: Vec<&Finding> = f
+            .iter()
+            .filter(|f| f.message.contains("does not filter VLANs"))
+            .collect();
+        assert_eq!(warned.len(), 1, "{f:?}");
+        assert_eq!(warned[0].level, Level::Warning);
+        assert!(
+            warned[0].message.starts_with(
+                "domain vm1 interface net0 (52:54:00:00:00:01): interface <vlan> on bridge br9"
+            ),
+            "{}",
+            warned[0]
+        );
+    }
+
+    #[test]
+    fn an_isolated_guest_port_is_an_error_saying_why() {
+        let c = Config::parse("t.toml", "[bridges.br0]\n").unwrap();
+        let mut r = Record::default();
+        r.set(
+            "br0",
+            "vnet3",
+            crate::ownership::PortRecord {
+                ifindex: 9,
+                role: Role::Guest,
+                owned: Default::default(),
+                desired: Default::default(),
+                origin: crate::intent::Origin {
+                    what: "isolated: interface <vlan>: VID 3000 is not allowed".into(),
+                    domain: Some("rogue".into()),
+                    interface: Some("net0".into()),
+                },
+            },
+        );
+        let f = check(&c, &st(true, true, &[]), &r, &[]);
+        let e = f.iter().find(|f| f.level == Level::Error).unwrap();
+        assert!(
+            e.message
+                .contains("port vnet3 (rogue net0: isolated: interface <vlan>: VID 3000"),
+            "{e}"
+        );
     }
 }

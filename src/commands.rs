@@ -58,6 +58,10 @@ pub fn apply(config_path: &Path, dry_run: bool, confirm: bool, stats: bool) -> R
     if stats {
         eprintln!("{}", serde_json::to_string(&outcome.stats)?);
     }
+    // Every other port was managed; guests in violation or with malformed XML make the run
+    // a failure.
+    guests.refused_result()?;
+    outcome.policy_result()?;
     Ok(0)
 }
 
@@ -94,9 +98,15 @@ pub fn show(config_path: &Path, json: bool) -> Result<u8> {
 /// `virt-vlan check`: exit 0 when nothing is wrong (warnings allowed), 1 otherwise.
 pub fn check(config_path: &Path) -> Result<u8> {
     let config = Config::load(config_path)?;
-    let state = read_host(&config)?;
-    let record = Store::open_default().load_unlocked()?;
-    let findings = crate::check::check(&config, &state, &record);
+    let store = Store::open_default();
+    let record = store.load_unlocked()?;
+    let view = crate::guests::DomainView::best(&store, true);
+    let uses = crate::guests::libvirt_vlan_uses(&view);
+    // the bridges libvirt's <vlan>s plug into are read too, managed or not
+    let mut bridges: std::collections::BTreeSet<String> = config.bridges.keys().cloned().collect();
+    bridges.extend(uses.iter().map(|u| u.bridge.clone()));
+    let state = Netlink::open()?.read(&bridges)?;
+    let findings = crate::check::check(&config, &state, &record, &uses);
     for f in &findings {
         println!("{f}");
     }

@@ -72,7 +72,7 @@ impl DomainView {
         for (what, xml) in crate::libvirt_live::xml_of(&live) {
             let parsed = xml.and_then(|x| {
                 match &what {
-                    Object::Domain(_) => domains.push(parse_domain(&x)?),
+                    Object::Domain(..) => domains.push(parse_domain(&x)?),
                     Object::Network(_) => {
                         let net = parse_network(&x)?;
                         knowledge.networks.insert(net.name.clone(), net);
@@ -148,12 +148,49 @@ impl DomainView {
     }
 }
 
+/// Every interface of the view's domains that libvirt gives a `<vlan>` of its own, with the
+/// bridge it plugs into (for `check`). Malformed ones are `apply`'s business, not listed.
+pub fn libvirt_vlan_uses(view: &DomainView) -> Vec<crate::check::LibvirtVlanUse> {
+    let nets = view.knowledge.view();
+    let mut out = Vec::new();
+    for d in &view.domains {
+        for iface in &d.interfaces {
+            let (Ok(Some((_, what))), Some(bridge)) = (
+                crate::sources::libvirt_vlan(d, iface, &nets),
+                crate::sources::bridge_of(iface, &nets),
+            ) else {
+                continue;
+            };
+            out.push(crate::check::LibvirtVlanUse {
+                domain: d.name.clone(),
+                interface: iface.label(),
+                bridge,
+                what,
+            });
+        }
+    }
+    out
+}
+
 /// Guest ports found for a whole-host run.
 pub struct Gathered {
     pub ports: Vec<GuestPort>,
     pub notes: Vec<String>,
     /// `libvirt` or `hooks`.
     pub from: &'static str,
+    /// Domains whose VLAN data is malformed, with why: their recorded ports are kept as they
+    /// are (in `ports`), and the run must end as a failure.
+    pub refused: Vec<String>,
+}
+
+impl Gathered {
+    /// The refused domains as one bad-input error, if there were any.
+    pub fn refused_result(&self) -> Result<()> {
+        if self.refused.is_empty() {
+            return Ok(());
+        }
+        Err(BadInput(self.refused.join("; ")).into())
+    }
 }
 
 /// Keeps the ports whose taps are on a bridge now; notes the others.
@@ -174,7 +211,8 @@ fn on_bridges(ports: Vec<GuestPort>, state: &HostState, notes: &mut Vec<String>)
 }
 
 /// Every running domain's guest ports whose taps are on a bridge now (see `DomainView::best`).
-/// A domain whose VLAN data is malformed fails the whole run (bad input), naming it.
+/// A domain whose VLAN data is malformed is listed in `refused`, naming it, and its recorded
+/// ports keep what they have: one guest's bad XML never stops the others.
 pub fn gather(
     config: &Config,
     store: &Store,
@@ -184,16 +222,40 @@ pub fn gather(
     let view = DomainView::best(store, ask_libvirt);
     let mut notes = view.notes.clone();
     let mut ports = Vec::new();
-    for (_, r) in view.resolve(config) {
-        let r = r?;
-        notes.extend(r.notes);
-        ports.extend(r.ports);
+    let mut refused = Vec::new();
+    let mut refused_domains = BTreeSet::new();
+    for (name, r) in view.resolve(config) {
+        match r {
+            Ok(r) => {
+                notes.extend(r.notes);
+                ports.extend(r.ports);
+            }
+            Err(e) => {
+                refused.push(format!("{e}; its ports are left as they are"));
+                refused_domains.insert(name);
+            }
+        }
     }
-    let ports = on_bridges(ports, state, &mut notes);
+    let mut ports = on_bridges(ports, state, &mut notes);
+    if !refused_domains.is_empty() {
+        let record = store.load_unlocked()?;
+        let covered = ports.iter().map(|p| p.ifname.clone()).collect();
+        ports.extend(
+            recorded_guests(&record, state, &covered)
+                .into_iter()
+                .filter(|p| {
+                    p.origin
+                        .domain
+                        .as_ref()
+                        .is_some_and(|d| refused_domains.contains(d))
+                }),
+        );
+    }
     Ok(Gathered {
         ports,
         notes,
         from: view.from,
+        refused,
     })
 }
 
@@ -212,11 +274,7 @@ pub fn recorded_guests(
                 && !covered.contains(*p)
                 && state.ifindex(b, p) == Some(r.ifindex)
         })
-        .map(|(_, p, r)| GuestPort {
-            ifname: p.clone(),
-            vlans: r.desired.clone(),
-            origin: r.origin.clone(),
-        })
+        .map(|(_, p, r)| GuestPort::new(p.clone(), r.desired.clone(), r.origin.clone()))
         .collect()
 }
 

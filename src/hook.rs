@@ -8,7 +8,7 @@ use crate::apply::Mode;
 use crate::config::{Config, OnError};
 use crate::error::BadInput;
 use crate::guests::{NetworkKnowledge, resolve};
-use crate::intent::{GuestPort, Origin, Scope};
+use crate::intent::{GuestPort, ISOLATED, Origin, Scope};
 use crate::libvirt_xml::{parse_domain, parse_hook_data};
 use crate::netdev::parse_mac;
 use crate::port_vlans::PortVlans;
@@ -267,7 +267,8 @@ fn apply_ports(store: &Store, config: &Config, ports: &[GuestPort]) -> Result<us
         return Ok(0);
     }
     let scope = Scope::Ports(ports.iter().map(|p| p.ifname.clone()).collect());
-    session::run(store, config, ports, &scope, Mode::Apply)?;
+    // A port in violation is isolated by the run itself; the hook still fails for it.
+    session::run(store, config, ports, &scope, Mode::Apply)?.policy_result()?;
     Ok(ports.len())
 }
 
@@ -286,14 +287,21 @@ fn isolate(
             crate::sources::bridge_of(i, &k.view()).is_some_and(|b| config.bridges.contains_key(&b))
         })
         .filter_map(|i| {
+            // libvirt ≥ 11 may have written the interface's <vlan> already: it goes too
+            let libvirts = crate::sources::libvirt_vlan(d, i, &k.view())
+                .ok()
+                .flatten()
+                .map(|(v, _)| v.members())
+                .unwrap_or_default();
             Some(GuestPort {
                 ifname: i.target.clone()?,
                 vlans: PortVlans::none(),
                 origin: Origin {
-                    what: "isolated: its VLANs could not be applied".into(),
+                    what: format!("{ISOLATED}: its VLANs could not be applied"),
                     domain: Some(d.name.clone()),
                     interface: Some(i.alias.clone().unwrap_or_else(|| i.mac.clone())),
                 },
+                replaceable: libvirts,
             })
         })
         .collect();
@@ -579,7 +587,39 @@ pub fn wait_port(config_path: &Path, uuid: &str) -> Result<()> {
         "port {uuid}: {ifname} on {bridge} in its VLANs ({})",
         r.ports[0].origin
     );
-    Ok(())
+    settle(&store, &config, &mut events, ifindex, &r.ports)
+}
+
+/// How long the port helper keeps watching a tap after applying: libvirt ≥ 11 writes the
+/// interface's `<vlan>` onto the tap itself, one request per VID, and may do so after the
+/// helper saw the tap join its bridge.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// Re-applies `ports` whenever the tap `ifindex` changes within [`SETTLE`], so what libvirt
+/// wrote after us is replaced too (a converged re-apply writes nothing).
+fn settle(
+    store: &Store,
+    config: &Config,
+    events: &mut crate::linkwatch::LinkEvents,
+    ifindex: u32,
+    ports: &[GuestPort],
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        let touched = events.wait(Some(left))?.iter().any(|e| match e {
+            crate::linkwatch::Event::Link(c) => c.ifindex == ifindex && !c.deleted,
+            crate::linkwatch::Event::Overrun => true,
+        });
+        if touched && let Err(e) = apply_ports(store, config, ports) {
+            // the tap went away or left its bridge meanwhile: nothing left to settle
+            tracing::info!("settling {}: {e:#}", ports[0].ifname);
+            return Ok(());
+        }
+    }
 }
 
 /// `port-deleted`: the port's tap is gone (libvirt closes it first); forget what we knew and
@@ -614,8 +654,9 @@ fn host_reapply(store: &Store, config: &Config) -> Result<()> {
     for n in &g.notes {
         tracing::info!("{n}");
     }
-    session::run(store, config, &g.ports, &Scope::Host, Mode::Apply)?;
-    Ok(())
+    let outcome = session::run(store, config, &g.ports, &Scope::Host, Mode::Apply)?;
+    g.refused_result()?;
+    outcome.policy_result()
 }
 
 #[cfg(test)]

@@ -73,6 +73,22 @@ pub struct GuestPort {
     pub ifname: String,
     pub vlans: PortVlans,
     pub origin: Origin,
+    /// VIDs someone else put on this tap *for this guest* — libvirt ≥ 11 writes the
+    /// interface's own (or its portgroup's, or its network's) `<vlan>` itself before our
+    /// hooks run. The winning source replaces them: a port never carries two sources' union.
+    pub replaceable: VidSet,
+}
+
+impl GuestPort {
+    /// A port whose VIDs only virt-vlan writes.
+    pub fn new(ifname: impl Into<String>, vlans: PortVlans, origin: Origin) -> GuestPort {
+        GuestPort {
+            ifname: ifname.into(),
+            vlans,
+            origin,
+            replaceable: VidSet::new(),
+        }
+    }
 }
 
 /// One port's desired VLANs.
@@ -81,6 +97,9 @@ pub struct PortIntent {
     pub role: Role,
     pub vlans: PortVlans,
     pub origin: Origin,
+    /// VIDs on the port that are not ours by the record but may be taken away (see
+    /// [`GuestPort::replaceable`]).
+    pub replaceable: VidSet,
 }
 
 /// Bridge settings to enforce; `None` leaves the kernel's value.
@@ -105,7 +124,14 @@ pub struct BridgeIntent {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Intent {
     pub bridges: BTreeMap<String, BridgeIntent>,
+    /// Guest ports whose source asks for VIDs outside their bridge's `allowed`: each is
+    /// isolated (in no VLAN) and the run reports the violation, while every other port is
+    /// managed as usual.
+    pub violations: Vec<String>,
 }
+
+/// What an isolated port's origin says, before the reason.
+pub const ISOLATED: &str = "isolated";
 
 /// Which part of the host one run reconciles.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,8 +154,10 @@ pub enum Scope {
 ///
 /// `guests` are guest ports learnt from libvirt (or any other source) with their tap names;
 /// the config's own `[[ports]]` without a `domain` are added here. Guest ports on bridges not
-/// in the config, missing ports and bridges are errors (exit 1); a VID outside a bridge's
-/// `allowed` is bad input (exit 2).
+/// in the config, missing ports and bridges are errors (exit 1). A VID outside a bridge's
+/// `allowed` is bad input (exit 2) for a port the config names; a libvirt guest's port that
+/// asks for one is isolated instead and listed in [`Intent::violations`], so one guest in
+/// violation never stops the others from being managed.
 pub fn resolve(
     config: &Config,
     state: &HostState,
@@ -152,6 +180,7 @@ pub fn resolve(
                         role: Role::Guest,
                         vlans: p.vlans.clone(),
                         origin,
+                        replaceable: VidSet::new(),
                     },
                 ),
             );
@@ -176,6 +205,7 @@ pub fn resolve(
                     role: Role::Guest,
                     vlans: g.vlans.clone(),
                     origin: g.origin.clone(),
+                    replaceable: g.replaceable.clone(),
                 },
             ),
         );
@@ -189,17 +219,28 @@ pub fn resolve(
     }
 
     // Policy: every guest VID within its bridge's `allowed`.
-    for (name, (bridge, p)) in &guest_ports {
-        let b = &config.bridges[bridge];
+    let mut violations = Vec::new();
+    for (name, (bridge, p)) in guest_ports.iter_mut() {
+        let b = &config.bridges[bridge.as_str()];
         let outside = p.vlans.members().difference(&b.allowed);
-        if !outside.is_empty() {
-            return Err(BadInput(format!(
-                "{}: port {name}: VID {outside} is not allowed on bridge {bridge} \
-                 (allowed = \"{}\" at {})",
-                p.origin, b.allowed, b.at
-            ))
-            .into());
+        if outside.is_empty() {
+            continue;
         }
+        let why = format!(
+            "VID {outside} is not allowed on bridge {bridge} (allowed = \"{}\" at {})",
+            b.allowed, b.at
+        );
+        if p.origin.domain.is_none() {
+            return Err(BadInput(format!("{}: port {name}: {why}", p.origin)).into());
+        }
+        violations.push(format!(
+            "{}: port {name}: {why}; the port is isolated",
+            p.origin
+        ));
+        // Whatever the source (or libvirt) put there goes; nothing else comes.
+        p.replaceable = p.replaceable.union(&p.vlans.members());
+        p.vlans = PortVlans::none();
+        p.origin.what = format!("{ISOLATED}: {}: {why}", p.origin.what);
     }
 
     let bridges_in_scope: BTreeSet<String> = match scope {
@@ -212,7 +253,10 @@ pub fn resolve(
             .collect(),
     };
 
-    let mut intent = Intent::default();
+    let mut intent = Intent {
+        violations,
+        ..Intent::default()
+    };
     for name in bridges_in_scope {
         let bc = &config.bridges[&name];
         let bs = state
@@ -345,6 +389,7 @@ fn host_port_intent(role: Role, hp: &crate::config::HostPort, on_demand: &VidSet
         role,
         vlans,
         origin: Origin::new(what),
+        replaceable: VidSet::new(),
     }
 }
 
@@ -465,11 +510,7 @@ tagged = "200,300"
                 origin: Origin::new("metadata"),
             },
         );
-        let g = GuestPort {
-            ifname: "vnet1".into(),
-            vlans: PortVlans::access(42),
-            origin: Origin::new("metadata"),
-        };
+        let g = GuestPort::new("vnet1", PortVlans::access(42), Origin::new("metadata"));
         let scope = Scope::Ports(["vnet1".to_string()].into());
         let i = resolve(&c, &st, &[g], &rec, &scope).unwrap();
         let b = &i.bridges["br0"];
@@ -574,44 +615,54 @@ tagged = "200,300"
     }
 
     #[test]
-    fn guest_vid_outside_allowed_is_bad_input() {
+    fn a_guest_asking_for_a_vid_outside_allowed_is_isolated_and_the_others_managed() {
         let c = config(CONF);
-        let st = state(&[("br0", &["eth0", "veth0", "vnet1"])]);
-        let g = GuestPort {
-            ifname: "vnet1".into(),
-            vlans: PortVlans::access(1000),
-            origin: Origin {
-                what: "metadata".into(),
-                domain: Some("vm1".into()),
-                interface: Some("net0".into()),
-            },
+        let st = state(&[("br0", &["eth0", "veth0", "vnet1", "vnet2"])]);
+        let vm = |what: &str| Origin {
+            what: what.into(),
+            domain: Some("vm1".into()),
+            interface: Some("net0".into()),
         };
-        let e = resolve(
-            &c,
-            &st,
-            &[g],
-            &Record::default(),
-            &Scope::Ports(["vnet1".into()].into()),
-        )
-        .unwrap_err();
-        assert!(e.is::<BadInput>());
-        let msg = e.to_string();
+        let mut rogue = GuestPort::new("vnet1", PortVlans::access(1000), vm("interface <vlan>"));
+        rogue.replaceable = s("1000");
+        let good = GuestPort::new("vnet2", PortVlans::access(42), vm("metadata"));
+        let i = resolve(&c, &st, &[rogue, good], &Record::default(), &Scope::Host).unwrap();
+        assert_eq!(i.violations.len(), 1);
+        let msg = &i.violations[0];
         assert!(
-            msg.contains("vm1 net0: metadata: port vnet1: VID 1000 is not allowed on bridge br0"),
+            msg.contains(
+                "vm1 net0: interface <vlan>: port vnet1: VID 1000 is not allowed on bridge br0"
+            ),
             "{msg}"
         );
         assert!(msg.contains("allowed = \"1-999\" at t.toml:2"), "{msg}");
+        let b = &i.bridges["br0"];
+        let p = &b.ports["vnet1"];
+        assert!(p.vlans.is_empty(), "isolated: in no VLAN");
+        assert_eq!(p.replaceable, s("1000"), "what libvirt wrote goes");
+        assert!(
+            p.origin
+                .what
+                .starts_with("isolated: interface <vlan>: VID 1000 is not allowed on bridge br0"),
+            "{}",
+            p.origin.what
+        );
+        assert_eq!(
+            b.ports["vnet2"].vlans,
+            PortVlans::access(42),
+            "others managed"
+        );
+        assert!(
+            !b.ports["eth0"].vlans.members().contains(1000),
+            "the uplink never carries a forbidden VID on demand"
+        );
     }
 
     #[test]
     fn a_port_given_vlans_twice_is_refused() {
         let c = config(CONF);
         let st = state(&[("br0", &["eth0", "veth0"])]);
-        let g = GuestPort {
-            ifname: "veth0".into(),
-            vlans: PortVlans::access(5),
-            origin: Origin::new("metadata"),
-        };
+        let g = GuestPort::new("veth0", PortVlans::access(5), Origin::new("metadata"));
         let e = resolve(&c, &st, &[g], &Record::default(), &Scope::Host)
             .unwrap_err()
             .to_string();

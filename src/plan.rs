@@ -406,9 +406,10 @@ pub fn plan_ports(
             (Some(i), Some(v)) => (i, v.clone()),
             _ => bail!("port {port} left bridge {} during apply", b.name),
         };
-        let mut mine = owned(&b.name, port, ifindex);
+        let mut mine =
+            owned(&b.name, port, ifindex).union(&pi.replaceable.intersection(&current.members()));
         for d in defaults {
-            if current.pvid == Some(*d) && current.untagged.contains(*d) {
+            if enslave_default_left(pi.role, &current, *d) {
                 mine.insert(*d);
             }
         }
@@ -448,6 +449,19 @@ pub fn plan_ports(
         });
     }
     Ok(out)
+}
+
+/// Whether `port` still carries the VID `default` the kernel gave it at enslave. On a guest's
+/// tap it counts while it is untagged, PVID or not: libvirt ≥ 11 deletes only VID 1 and moves
+/// the PVID to its own `<vlan>`, leaving any other `default_pvid` untagged beside it. On the
+/// host's ports (uplinks, the bridge's own) only the untouched PVID-untagged default counts.
+fn enslave_default_left(role: Role, port: &PortVlans, default: u16) -> bool {
+    match role {
+        Role::Guest => port.untagged.contains(default),
+        Role::Uplink | Role::SelfPort => {
+            port.pvid == Some(default) && port.untagged.contains(default)
+        }
+    }
 }
 
 /// The plan that puts a port back exactly as it was (`target`), whatever it has now.
@@ -647,6 +661,7 @@ mod tests {
                             role: *r,
                             vlans: v.clone(),
                             origin: Origin::new("t"),
+                            replaceable: VidSet::new(),
                         },
                     )
                 })
@@ -707,6 +722,73 @@ mod tests {
         );
         let plans = plan_ports(&b, &h1, &[1], |_, _, _| VidSet::new()).unwrap();
         assert!(plans[0].del.is_empty());
+    }
+
+    /// libvirt ≥ 11 on a fresh tap, `default_pvid 5`, interface `<vlan>` 42: it deleted VID 1
+    /// (not there), added 42 PVID untagged, and left 5 untagged. Someone also added 7 by hand.
+    fn libvirt_wrote_42_beside_default_5() -> PortVlans {
+        let mut tap = PortVlans::access(42);
+        tap.set(
+            5,
+            VlanFlags {
+                pvid: false,
+                untagged: true,
+            },
+        );
+        tap.set(7, T);
+        tap
+    }
+
+    #[test]
+    fn the_winner_replaces_what_libvirt_and_the_kernel_put_on_a_guest_tap_never_a_union() {
+        let h = host(&[("vnet0", 2, libvirt_wrote_42_beside_default_5())], 5);
+        let mut b = bridge_intent(&[("vnet0", Role::Guest, PortVlans::access(43))], &[]);
+        b.ports.get_mut("vnet0").unwrap().replaceable = s("42");
+        let plans = plan_ports(&b, &h, &[5], |_, _, _| VidSet::new()).unwrap();
+        assert_eq!(
+            plans[0].del,
+            s("5,42"),
+            "libvirt's VLAN and the enslave default go"
+        );
+        assert_eq!(plans[0].owned_after, s("43"));
+        let mut after = plans[0].before.clone();
+        for v in plans[0].del.iter() {
+            after.remove(v);
+        }
+        for e in &plans[0].add {
+            for v in e.first..=e.last {
+                after.set(v, e.flags);
+            }
+        }
+        assert_eq!(
+            after.to_string(),
+            "pvid 43 untagged 43 tagged 7",
+            "exactly the winner, plus the VID a person added by hand"
+        );
+        // without knowing libvirt's <vlan>, 42 would be someone else's: kept
+        b.ports.get_mut("vnet0").unwrap().replaceable = VidSet::new();
+        let plans = plan_ports(&b, &h, &[5], |_, _, _| VidSet::new()).unwrap();
+        assert_eq!(plans[0].del, s("5"));
+    }
+
+    #[test]
+    fn a_replaceable_vid_the_port_does_not_carry_is_not_deleted() {
+        let h = host(&[("vnet0", 2, PortVlans::access(43))], 0);
+        let mut b = bridge_intent(&[("vnet0", Role::Guest, PortVlans::access(43))], &[]);
+        b.ports.get_mut("vnet0").unwrap().replaceable = s("42");
+        let plans = plan_ports(&b, &h, &[], |_, _, _| VidSet::new()).unwrap();
+        assert!(plans[0].is_noop(), "{:?}", plans[0]);
+    }
+
+    #[test]
+    fn an_uplink_keeps_an_untagged_default_that_is_no_longer_its_pvid() {
+        let h = host(&[("eth0", 2, libvirt_wrote_42_beside_default_5())], 5);
+        let b = bridge_intent(&[("eth0", Role::Uplink, PortVlans::access(42))], &[]);
+        let plans = plan_ports(&b, &h, &[5], |_, _, _| VidSet::new()).unwrap();
+        assert!(
+            plans[0].del.is_empty(),
+            "on the host's own ports only an untouched default is the kernel's"
+        );
     }
 
     #[test]

@@ -32,5 +32,10 @@ pub fn run(
     for (b, p) in &outcome.stale {
         tracing::info!("forgot {p} on {b}: the port is gone or was re-created");
     }
+    if outcome.applied {
+        for v in &outcome.violations {
+            tracing::error!("{v}");
+        }
+    }
     Ok(outcome)
 }

@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::error::BadInput;
 use crate::intent::{GuestPort, Origin};
-use crate::libvirt_xml::{Domain, Iface, Network, VlanElement};
+use crate::libvirt_xml::{Domain, Iface, Network, Portgroup, VlanElement};
 use crate::port_vlans::PortVlans;
 use std::collections::BTreeMap;
 
@@ -44,6 +44,11 @@ pub fn resolve_domain(d: &Domain, config: &Config, nets: &Networks) -> Result<Re
         }
     }
     for (iface, vlans, what) in winners(d, config, nets)? {
+        // What libvirt ≥ 11 writes on the tap itself; the winner replaces it.
+        let replaceable = match libvirt_vlan(d, &iface, nets)? {
+            Some((v, _)) if managed(&iface, config, nets) => v.members(),
+            _ => Default::default(),
+        };
         let Some(ifname) = iface.target.clone() else {
             out.notes.push(format!(
                 "domain {} interface {}: no tap name yet (inactive XML); not applied",
@@ -60,6 +65,7 @@ pub fn resolve_domain(d: &Domain, config: &Config, nets: &Networks) -> Result<Re
                 domain: Some(d.name.clone()),
                 interface: Some(iface.alias.clone().unwrap_or_else(|| iface.mac.clone())),
             },
+            replaceable,
         });
     }
     Ok(out)
@@ -92,6 +98,60 @@ pub fn bridge_of(iface: &Iface, nets: &Networks) -> Option<String> {
             .and_then(|n| nets.by_name.get(n))
             .and_then(|n| n.bridge.clone())
     })
+}
+
+/// Whether an interface plugs into a bridge virt-vlan manages.
+fn managed(iface: &Iface, config: &Config, nets: &Networks) -> bool {
+    bridge_of(iface, nets).is_some_and(|b| config.bridges.contains_key(&b))
+}
+
+/// The portgroup an interface is in: the one it names (or `port-created` named for its
+/// port), else the network's `default='yes'` one.
+fn portgroup_of<'n>(iface: &Iface, net: &'n Network, nets: &Networks) -> Option<&'n Portgroup> {
+    let named = iface.portgroup.clone().or_else(|| {
+        iface
+            .portid
+            .as_ref()
+            .and_then(|id| nets.port_groups.get(id))
+            .cloned()
+    });
+    net.portgroup(named.as_deref())
+}
+
+/// libvirt's own `<vlan>` for an interface, as libvirt applies it (and libvirt ≥ 11 writes it
+/// onto a Linux bridge tap): the interface's, else its portgroup's (named, else the
+/// `default='yes'` one), else its network's; with where it came from. libvirt ≥ 11 copies a
+/// portgroup's or network's `<vlan>` into the live interface, so an interface `<vlan>` equal
+/// to its portgroup's (or, with none there, its network's) is named after that source.
+pub fn libvirt_vlan(
+    d: &Domain,
+    iface: &Iface,
+    nets: &Networks,
+) -> Result<Option<(PortVlans, String)>, BadInput> {
+    let net = iface.network.as_ref().and_then(|n| nets.by_name.get(n));
+    let mut inherited: Option<(PortVlans, String)> = None;
+    if let Some(net) = net {
+        let pg = portgroup_of(iface, net, nets);
+        if let Some(pg) = pg
+            && let Some(v) = &pg.vlan
+        {
+            let what = format!("portgroup {} of network {} <vlan>", pg.name, net.name);
+            inherited = Some((vlan_of(v, d, iface, &what)?, what));
+        } else if let Some(v) = &net.vlan {
+            let what = format!("network {} <vlan>", net.name);
+            inherited = Some((vlan_of(v, d, iface, &what)?, what));
+        }
+    }
+    match &iface.vlan {
+        Some(v) => {
+            let own = vlan_of(v, d, iface, "interface")?;
+            Ok(Some(match inherited {
+                Some((from_net, what)) if from_net == own => (own, what),
+                _ => (own, "interface <vlan>".into()),
+            }))
+        }
+        None => Ok(inherited),
+    }
 }
 
 fn vlan_of(el: &VlanElement, d: &Domain, iface: &Iface, what: &str) -> Result<PortVlans, BadInput> {
@@ -128,35 +188,13 @@ fn winner(
             || Some(&p.interface) == iface.alias.as_ref()
     });
     // The implicit sources only speak for interfaces on bridges virt-vlan manages.
-    let managed = bridge_of(iface, nets).is_some_and(|b| config.bridges.contains_key(&b));
-    if managed {
-        // 2. the interface's own <vlan>
-        if let Some(v) = &iface.vlan {
-            return Ok(Some((
-                vlan_of(v, d, iface, "interface")?,
-                "interface <vlan>".into(),
-            )));
+    if managed(iface, config, nets) {
+        // 2. the interface's own <vlan>, 3. its portgroup's <vlan>, then its network's
+        if let Some(found) = libvirt_vlan(d, iface, nets)? {
+            return Ok(Some(found));
         }
         if let Some(net) = iface.network.as_ref().and_then(|n| nets.by_name.get(n)) {
-            let named = iface.portgroup.clone().or_else(|| {
-                iface
-                    .portid
-                    .as_ref()
-                    .and_then(|id| nets.port_groups.get(id))
-                    .cloned()
-            });
-            let pg = net.portgroup(named.as_deref());
-            // 3. portgroup <vlan>, then network <vlan>
-            if let Some(pg) = pg
-                && let Some(v) = &pg.vlan
-            {
-                let what = format!("portgroup {} of network {} <vlan>", pg.name, net.name);
-                return Ok(Some((vlan_of(v, d, iface, &what)?, what)));
-            }
-            if let Some(v) = &net.vlan {
-                let what = format!("network {} <vlan>", net.name);
-                return Ok(Some((vlan_of(v, d, iface, &what)?, what)));
-            }
+            let pg = portgroup_of(iface, net, nets);
             // 4. the portgroup's name
             if let Some(pg) = pg {
                 let bridge = bridge_of(iface, nets).unwrap_or_default();
@@ -498,6 +536,92 @@ mod tests {
             e.0.contains("interface net0 (52:54:00:00:00:02): interface <vlan>"),
             "{}",
             e.0
+        );
+    }
+
+    #[test]
+    fn libvirts_own_vlan_is_replaceable_whoever_wins() {
+        let n = nets(&[VLANNET]);
+        let meta = "<vv:vlans xmlns:vv='urn:virt-vlan:1'><vv:interface alias='net0'><vv:vlan><vv:tag id='43'/></vv:vlan></vv:interface></vv:vlans>";
+        let d = domain(
+            &[
+                // metadata wins over the interface's own <vlan>: libvirt's 42 goes
+                iface(
+                    "52:54:00:00:00:00",
+                    "net0",
+                    "bridge='br0'",
+                    "<vlan><tag id='42'/></vlan>",
+                ),
+                // the portgroup's <vlan> wins: libvirt wrote exactly it
+                iface(
+                    "52:54:00:00:00:02",
+                    "net2",
+                    "network='vnet' portgroup='pg'",
+                    "",
+                ),
+                // nothing of libvirt's
+                iface("52:54:00:00:00:03", "net3", "bridge='br0'", ""),
+            ],
+            meta,
+        );
+        let r = resolve(&d, &n, &BTreeMap::new());
+        let by: BTreeMap<&str, &GuestPort> =
+            r.ports.iter().map(|p| (p.ifname.as_str(), p)).collect();
+        assert_eq!(by["tap-net0"].vlans, PortVlans::access(43));
+        assert_eq!(by["tap-net0"].replaceable, "42".parse().unwrap());
+        assert_eq!(by["tap-net2"].replaceable, "70".parse().unwrap());
+        assert!(by["tap-net3"].replaceable.is_empty());
+    }
+
+    #[test]
+    fn a_portgroup_vlan_libvirt_copied_into_the_live_interface_is_named_after_the_portgroup() {
+        let n = nets(&[VLANNET]);
+        let d = domain(
+            &[
+                // libvirt >= 11's live XML: the portgroup's <vlan> copied into the interface
+                iface(
+                    "52:54:00:00:00:00",
+                    "net0",
+                    "network='vnet' portgroup='pg' bridge='br0'",
+                    "<vlan><tag id='70'/></vlan>",
+                ),
+                // the network's <vlan> copied (a portgroup without one)
+                iface(
+                    "52:54:00:00:00:02",
+                    "net2",
+                    "network='vnet' portgroup='bare' bridge='br0'",
+                    "<vlan><tag id='80'/></vlan>",
+                ),
+                // an interface <vlan> of its own, unlike its portgroup's
+                iface(
+                    "52:54:00:00:00:03",
+                    "net3",
+                    "network='vnet' portgroup='pg' bridge='br0'",
+                    "<vlan><tag id='71'/></vlan>",
+                ),
+            ],
+            "",
+        );
+        let r = resolve(&d, &n, &BTreeMap::new());
+        assert_eq!(
+            summary(&r),
+            vec![
+                (
+                    "tap-net0".into(),
+                    "pvid 70 untagged 70".into(),
+                    "portgroup pg of network vnet <vlan>".into()
+                ),
+                (
+                    "tap-net2".into(),
+                    "pvid 80 untagged 80".into(),
+                    "network vnet <vlan>".into()
+                ),
+                (
+                    "tap-net3".into(),
+                    "pvid 71 untagged 71".into(),
+                    "interface <vlan>".into()
+                ),
+            ]
         );
     }
 }

@@ -29,6 +29,11 @@ const QUIET: Duration = Duration::from_millis(25);
 /// ... but never longer than this in all.
 const MAX_COALESCE: Duration = Duration::from_millis(250);
 
+/// After libvirt's event stream ends, try subscribing again this soon, doubling while
+/// libvirtd stays away, up to the maximum.
+const RESUBSCRIBE_FIRST: Duration = Duration::from_millis(500);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(8);
+
 /// Blocked SIGHUP/SIGTERM/SIGINT, delivered through a signalfd the event loop polls.
 struct Signals {
     fd: i32,
@@ -73,18 +78,17 @@ impl Signals {
     }
 }
 
-/// `virsh event --all --loop`: a line per libvirt domain event (started, defined, metadata
-/// changed, device added…). Its end means libvirtd went away.
+/// `virsh -c URI event --all --loop`: a line per libvirt domain event of one driver (started,
+/// defined, metadata changed, device added…). Its end means libvirtd went away.
 struct LibvirtEvents {
     child: std::process::Child,
 }
 
 impl LibvirtEvents {
-    fn start() -> Option<LibvirtEvents> {
-        let uri = crate::libvirt_live::uri();
+    fn start(uri: &str) -> Option<LibvirtEvents> {
         let mut command = std::process::Command::new("virsh");
         command
-            .args(["-q", "-c", &uri, "event", "--all", "--loop"])
+            .args(["-q", "-c", uri, "event", "--all", "--loop"])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
@@ -149,7 +153,16 @@ pub struct Watcher {
     domains: Option<DomainView>,
     /// Ports on managed bridges no source claimed after asking libvirt: not asked about again.
     unclaimed: BTreeSet<u32>,
-    libvirt_events: Option<LibvirtEvents>,
+    /// A libvirt guest's port moved since the domains were last read: read their live XML
+    /// again before repairing it, so an older intent is never written over a newer one.
+    guests_moved: bool,
+    /// One event stream per libvirt driver that answered (qemu, lxc).
+    libvirt_events: Vec<LibvirtEvents>,
+    /// When libvirt's event streams ended (libvirtd stopped or restarting): the time to try
+    /// subscribing again, or to check that a new subscription held. Only then does the
+    /// watcher wake up without an event.
+    resubscribe_at: Option<Instant>,
+    resubscribe_delay: Duration,
     /// Runs of the pipeline so far (for the log and tests).
     pub runs: u64,
 }
@@ -166,7 +179,10 @@ impl Watcher {
             bridges: BTreeMap::new(),
             domains: None,
             unclaimed: BTreeSet::new(),
-            libvirt_events: None,
+            guests_moved: false,
+            libvirt_events: Vec::new(),
+            resubscribe_at: None,
+            resubscribe_delay: RESUBSCRIBE_FIRST,
             runs: 0,
         })
     }
@@ -219,7 +235,7 @@ impl Watcher {
     /// when a port nobody claims appears on a managed bridge, and recorded guests whose
     /// domain is not known (never stripped for want of knowledge).
     fn guests(&mut self, config: &Config, state: &HostState) -> Vec<GuestPort> {
-        if self.domains.is_none() {
+        if self.domains.is_none() || std::mem::take(&mut self.guests_moved) {
             self.refresh_domains();
         }
         let mut ports = self.resolved(config, state);
@@ -285,10 +301,19 @@ impl Watcher {
         for n in &view.notes {
             tracing::info!("{n}");
         }
-        if view.from == "libvirt" && self.libvirt_events.is_none() {
-            self.libvirt_events = LibvirtEvents::start();
+        if view.from == "libvirt" && self.libvirt_events.is_empty() {
+            self.subscribe();
         }
         self.domains = Some(view);
+    }
+
+    /// Subscribes to every libvirt driver's domain events (those that answer).
+    fn subscribe(&mut self) {
+        self.libvirt_events = crate::libvirt_live::uris()
+            .iter()
+            .filter(|u| crate::libvirt_live::maybe_running_at(u))
+            .filter_map(|u| LibvirtEvents::start(u))
+            .collect();
     }
 
     /// Reads the kernel, remembers which links are where, and runs the pipeline over every
@@ -327,6 +352,64 @@ impl Watcher {
         Ok(())
     }
 
+    /// Reads the libvirt event streams at `ready`; returns why to run, if at all. A stream
+    /// that ended means libvirtd went away: every stream is dropped and subscribing again is
+    /// scheduled, with a back-off while libvirtd stays away.
+    fn libvirt_news(&mut self, ready: &[usize]) -> Option<String> {
+        let mut lines = Vec::new();
+        let mut ended = false;
+        for i in ready {
+            let (l, alive) = self.libvirt_events[*i].read();
+            lines.extend(l);
+            ended |= !alive;
+        }
+        if ended {
+            tracing::info!("libvirt's event stream ended (libvirtd gone?); subscribing again");
+            self.libvirt_events.clear();
+            // a subscription that ended at once: libvirtd is still away, wait longer
+            self.resubscribe_delay = match self.resubscribe_at {
+                Some(_) => (self.resubscribe_delay * 2).min(RESUBSCRIBE_MAX),
+                None => RESUBSCRIBE_FIRST,
+            };
+            self.resubscribe_at = Some(Instant::now() + self.resubscribe_delay);
+        }
+        if lines.is_empty() && !ended {
+            return None;
+        }
+        self.domains = None; // ask again at the next run
+        self.unclaimed.clear();
+        Some(format!(
+            "libvirt: {}",
+            lines.last().map_or("went away", |l| l.trim())
+        ))
+    }
+
+    /// At the resubscribe time: subscribes again if libvirt looks reachable, and if the new
+    /// streams are still there a moment later (a failed `virsh event` ends at once), runs a
+    /// full resynchronisation from libvirt's live XML — events may have been missed.
+    fn libvirt_tick(&mut self) -> Option<String> {
+        let at = self.resubscribe_at?;
+        if Instant::now() < at {
+            return None;
+        }
+        if self.libvirt_events.is_empty() {
+            if crate::libvirt_live::maybe_running() {
+                self.subscribe();
+            }
+            if self.libvirt_events.is_empty() {
+                self.resubscribe_delay = (self.resubscribe_delay * 2).min(RESUBSCRIBE_MAX);
+            }
+            // check the streams again shortly (or try again later)
+            self.resubscribe_at = Some(Instant::now() + self.resubscribe_delay);
+            return None;
+        }
+        // the streams held: libvirt is back
+        self.resubscribe_at = None;
+        self.domains = None;
+        self.unclaimed.clear();
+        Some("libvirt is back: resynchronising".to_string())
+    }
+
     /// Whether a notification can mean something is not as it should be.
     fn relevant(&mut self, c: &LinkChange, record: &crate::ownership::Record) -> bool {
         if c.deleted {
@@ -343,8 +426,19 @@ impl Watcher {
         if !c.bridge_family {
             // enslaved or released: a port joined or left a managed bridge
             let old = before.map_or(0, |(_, m)| m);
-            return old != master
+            let moved = old != master
                 && (self.bridges.contains_key(&old) || self.bridges.contains_key(&master));
+            // a guest's tap taken off and put back (libvirt's update-device): its domain's
+            // live XML may have changed with it
+            if moved
+                && let Some(bridge) = self.bridges.get(&master)
+                && record
+                    .get(bridge, &name)
+                    .is_some_and(|r| r.ifindex == c.ifindex && r.origin.domain.is_some())
+            {
+                self.guests_moved = true;
+            }
+            return moved;
         }
         // a bridge notification: a port's (or a bridge's own) VLANs or state changed
         if !self.bridges.contains_key(&master) {
@@ -352,10 +446,20 @@ impl Watcher {
         }
         let bridge = &self.bridges[&master];
         match (record.get(bridge, &name), &c.vlans) {
-            // ours: only a change away from what we wanted matters (our own writes match)
+            // ours: only a change away from what we wanted matters (our own writes match) —
+            // and, on a guest's tap, any VID appearing beside it: libvirt ≥ 11 writes a
+            // changed `<vlan>` there itself (update-device, hot-plug), and the guest's
+            // live XML says whether that is libvirt's (replaced) or a person's (kept)
             (Some(r), Some(v)) if r.ifindex == c.ifindex => {
                 let ours = r.desired.members().union(&r.owned);
-                v.restricted_to(&ours) != r.desired
+                let changed = v.restricted_to(&ours) != r.desired;
+                let guest = r.role == crate::intent::Role::Guest && r.origin.domain.is_some();
+                if changed || (guest && !v.members().is_subset(&ours)) {
+                    self.guests_moved |= guest;
+                    true
+                } else {
+                    false
+                }
             }
             // someone else's port (not ours, not configured): a VLAN change there is theirs
             (None, Some(_)) => {
@@ -383,8 +487,7 @@ pub fn run(config_path: &Path, once: bool) -> Result<()> {
     }
     tracing::info!("watching {} bridge(s)", w.config.bridges.len());
     loop {
-        let lv = w.libvirt_events.as_ref().map_or(-1, LibvirtEvents::fd);
-        let mut fds = [
+        let mut fds = vec![
             libc::pollfd {
                 fd: events.fd(),
                 events: libc::POLLIN,
@@ -395,13 +498,19 @@ pub fn run(config_path: &Path, once: bool) -> Result<()> {
                 events: libc::POLLIN,
                 revents: 0,
             },
-            libc::pollfd {
-                fd: lv,
-                events: libc::POLLIN,
-                revents: 0,
-            },
         ];
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
+        fds.extend(w.libvirt_events.iter().map(|e| libc::pollfd {
+            fd: e.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }));
+        // wake without an event only to subscribe to libvirt again (see `libvirt_tick`)
+        let timeout = w.resubscribe_at.map_or(-1, |at| {
+            at.saturating_duration_since(Instant::now())
+                .as_millis()
+                .min(i32::MAX as u128) as i32
+        });
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -431,24 +540,14 @@ pub fn run(config_path: &Path, once: bool) -> Result<()> {
             }
         }
         let mut why: Option<String> = None;
-        if lv >= 0 && fds[2].revents != 0 {
-            let (lines, alive) = w
-                .libvirt_events
-                .as_mut()
-                .map(LibvirtEvents::read)
-                .unwrap_or_default();
-            if !alive {
-                tracing::info!("libvirt's event stream ended (libvirtd gone?)");
-                w.libvirt_events = None;
-            }
-            if !lines.is_empty() || !alive {
-                w.domains = None; // ask again at the next run
-                w.unclaimed.clear();
-                why = Some(format!(
-                    "libvirt: {}",
-                    lines.last().map_or("went away", |l| l.trim())
-                ));
-            }
+        let ready: Vec<usize> = (0..w.libvirt_events.len())
+            .filter(|i| fds[2 + i].revents != 0)
+            .collect();
+        if !ready.is_empty() {
+            why = w.libvirt_news(&ready);
+        }
+        if why.is_none() {
+            why = w.libvirt_tick();
         }
         if fds[0].revents != 0 {
             why = collect(&mut w, &mut events, why)?;
