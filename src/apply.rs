@@ -45,8 +45,17 @@ pub enum Mode<'a> {
     Confirm(&'a mut dyn FnMut(&Plan) -> bool),
 }
 
+/// Persists the record written ahead of kernel writes (see [`claims`]); an error stops the
+/// run before it writes anything.
+pub type Journal<'a> = &'a mut dyn FnMut(&Record) -> Result<()>;
+
 /// Runs the pipeline for `scope`. On success `record` holds the new ownership; on failure the
 /// host is as it was (as far as the kernel lets us put it back) and `record` is unchanged.
+///
+/// Before its first kernel write, and again before the port writes, the run hands `journal`
+/// the record with every VID it may be about to own claimed already (write-ahead): a run
+/// killed between a kernel write and saving the record leaves nothing that the next run
+/// cannot attribute and clean up.
 pub fn reconcile(
     sw: &mut dyn Switch,
     config: &Config,
@@ -54,6 +63,7 @@ pub fn reconcile(
     record: &mut Record,
     scope: &Scope,
     mode: Mode,
+    journal: Journal,
 ) -> Result<Outcome> {
     let start = sw.stats();
     let managed: BTreeSet<String> = config.bridges.keys().cloned().collect();
@@ -93,6 +103,7 @@ pub fn reconcile(
 
     let mut plan = shown;
     if !settings.is_empty() {
+        journal(&claims(&rec, &plan)).context("cannot record what this run is about to do")?;
         let changed = Plan {
             settings: settings.clone(),
             ports: Vec::new(),
@@ -130,6 +141,10 @@ pub fn reconcile(
         record_outcome(&mut rec, &plan);
         *record = rec;
         return Ok(done(plan, true, sw));
+    }
+    if let Err(e) = journal(&claims(&rec, &plan)) {
+        let rb = rollback(sw, &managed, &before, &plan);
+        return Err(e.context(format!("cannot record what this run is about to do{rb}")));
     }
     let failures: Vec<String> = sw
         .write(&writes)
@@ -191,6 +206,37 @@ fn record_outcome(rec: &mut Record, plan: &Plan) {
             None => {}
         }
     }
+}
+
+/// The record written ahead of `plan`'s kernel writes: every VID the plan removes or will own
+/// is claimed for its port, and a changed `default_pvid`'s old value is noted. Claims are a
+/// superset of the truth whatever happens next — a claimed VID the port does not carry means
+/// nothing, and one it does carry was ours to add or to replace — so a run that dies after any
+/// write leaves a record the next run converges from.
+pub fn claims(rec: &Record, plan: &Plan) -> Record {
+    let mut out = rec.clone();
+    for s in &plan.settings {
+        if s.default_pvid.is_some() {
+            out.note_default_pvid_change(&s.bridge, s.ifindex, s.before.default_pvid);
+        }
+    }
+    for p in &plan.ports {
+        let Some(role) = p.role else { continue };
+        let mut owned = rec.owned(&p.bridge, &p.port, p.ifindex);
+        owned = owned.union(&p.del).union(&p.owned_after);
+        out.set(
+            &p.bridge,
+            &p.port,
+            PortRecord {
+                ifindex: p.ifindex,
+                role,
+                owned,
+                desired: p.desired.clone(),
+                origin: p.origin.clone(),
+            },
+        );
+    }
+    out
 }
 
 /// Port plans for every bridge in the intent against `now` (the kernel after settings), and
@@ -460,7 +506,16 @@ pvid = 300
         let c = config(CONF);
         let mut k = fresh_kernel(&["eth0", "veth0", "veth1", "other"]);
         let mut rec = Record::default();
-        let out = reconcile(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
+        let out = reconcile(
+            &mut k,
+            &c,
+            &[],
+            &mut rec,
+            &Scope::Host,
+            Mode::Apply,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
         assert!(out.applied);
         assert_eq!(
             k.port_vlans("br0", "veth0").to_string(),
@@ -484,7 +539,16 @@ pvid = 300
         assert_eq!(rec.get("br0", "eth0").unwrap().role, Role::Uplink);
         assert!(rec.get("br0", "other").is_none());
 
-        let again = reconcile(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
+        let again = reconcile(
+            &mut k,
+            &c,
+            &[],
+            &mut rec,
+            &Scope::Host,
+            Mode::Apply,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
         assert_eq!(again.stats.writes, 0, "converged host: zero writes");
         assert!(again.plan.is_empty());
     }
@@ -495,12 +559,30 @@ pvid = 300
         let mut k = fresh_kernel(&["eth0", "veth0", "veth1", "other"]);
         let snapshot = k.state.clone();
         let mut rec = Record::default();
-        let dry = reconcile(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::DryRun).unwrap();
+        let dry = reconcile(
+            &mut k,
+            &c,
+            &[],
+            &mut rec,
+            &Scope::Host,
+            Mode::DryRun,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
         assert!(!dry.applied);
         assert_eq!(dry.stats.writes, 0);
         assert_eq!(k.state, snapshot);
         assert_eq!(rec, Record::default());
-        let real = reconcile(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
+        let real = reconcile(
+            &mut k,
+            &c,
+            &[],
+            &mut rec,
+            &Scope::Host,
+            Mode::Apply,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
         assert_eq!(
             dry.plan, real.plan,
             "the dry run shows exactly what the real run does"
@@ -521,7 +603,16 @@ pvid = 300
         let c = config(CONF);
         let mut k = fresh_kernel(&["eth0", "veth0", "veth1"]);
         let mut rec = Record::default();
-        reconcile(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
+        reconcile(
+            &mut k,
+            &c,
+            &[],
+            &mut rec,
+            &Scope::Host,
+            Mode::Apply,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
         // someone adds a foreign VID to veth1
         k.state
             .bridges
@@ -542,7 +633,16 @@ pvid = 300
         let c2 = config(&CONF.replace("[[ports]]\ninterface = \"veth1\"\npvid = 300\n", ""));
         assert_eq!(c2.ports.len(), 1);
         // The record says veth1 is a guest port: a host-scope run releases it.
-        reconcile(&mut k, &c2, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
+        reconcile(
+            &mut k,
+            &c2,
+            &[],
+            &mut rec,
+            &Scope::Host,
+            Mode::Apply,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
         let v = k.port_vlans("br0", "veth1");
         assert_eq!(
             v.members(),
@@ -559,10 +659,28 @@ pvid = 300
         let c = config(&CONF.replace("pvid = 300", "pvid = 400"));
         let mut k = fresh_kernel(&["eth0", "veth0", "veth1"]);
         let mut rec = Record::default();
-        reconcile(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
+        reconcile(
+            &mut k,
+            &c,
+            &[],
+            &mut rec,
+            &Scope::Host,
+            Mode::Apply,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
         assert!(k.port_vlans("br0", "eth0").tagged.contains(400));
         let c2 = config(&CONF.replace("[[ports]]\ninterface = \"veth1\"\npvid = 300\n", ""));
-        reconcile(&mut k, &c2, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
+        reconcile(
+            &mut k,
+            &c2,
+            &[],
+            &mut rec,
+            &Scope::Host,
+            Mode::Apply,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
         assert!(!k.port_vlans("br0", "eth0").tagged.contains(400));
     }
 
@@ -573,7 +691,16 @@ pvid = 300
         k.vanish.insert("veth1".into());
         let snapshot = k.state.clone();
         let mut rec = Record::default();
-        let e = reconcile(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap_err();
+        let e = reconcile(
+            &mut k,
+            &c,
+            &[],
+            &mut rec,
+            &Scope::Host,
+            Mode::Apply,
+            &mut |_| Ok(()),
+        )
+        .unwrap_err();
         let msg = format!("{e:#}");
         assert!(
             msg.contains("port veth1 on br0 vanished during apply"),
@@ -597,7 +724,16 @@ pvid = 300
         let mut rec = Record::default();
         let e = format!(
             "{:#}",
-            reconcile(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap_err()
+            reconcile(
+                &mut k,
+                &c,
+                &[],
+                &mut rec,
+                &Scope::Host,
+                Mode::Apply,
+                &mut |_| Ok(())
+            )
+            .unwrap_err()
         );
         assert!(
             e.contains(
@@ -631,6 +767,7 @@ pvid = 300
             &mut Record::default(),
             &Scope::Host,
             Mode::Apply,
+            &mut |_| Ok(()),
         )
         .unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2);
@@ -643,7 +780,16 @@ pvid = 300
         let c = config(CONF);
         let mut k = fresh_kernel(&["eth0", "veth0", "veth1", "vnet0", "vnet1"]);
         let mut rec = Record::default();
-        reconcile(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
+        reconcile(
+            &mut k,
+            &c,
+            &[],
+            &mut rec,
+            &Scope::Host,
+            Mode::Apply,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
         let g = |name: &str, v: PortVlans| {
             GuestPort::new(
                 name,
@@ -664,6 +810,7 @@ pvid = 300
             &mut rec,
             &Scope::Ports(["vnet0".into()].into()),
             Mode::Apply,
+            &mut |_| Ok(()),
         )
         .unwrap();
         assert_eq!(k.port_vlans("br0", "vnet0"), trunk);
@@ -678,6 +825,7 @@ pvid = 300
             &mut rec,
             &Scope::Ports(["vnet1".into()].into()),
             Mode::Apply,
+            &mut |_| Ok(()),
         )
         .unwrap();
         assert_eq!(
@@ -701,6 +849,7 @@ pvid = 300
                 release: Default::default(),
             },
             Mode::Apply,
+            &mut |_| Ok(()),
         )
         .unwrap();
         assert_eq!(k.port_vlans("br0", "eth0").tagged, s("100,200,300,600"));
@@ -731,9 +880,134 @@ pvid = 300
             &mut Record::default(),
             &Scope::Host,
             Mode::Apply,
+            &mut |_| Ok(()),
         )
         .unwrap_err();
         assert!(format!("{e:#}").contains("the host is as it was"), "{e:#}");
         assert_eq!(k.state, snapshot);
+    }
+
+    /// The crash test: a host with a foreign VID on a configured port and libvirt's own VLAN on
+    /// a guest's tap; the first apply killed after each of its writes in turn (no rollback, the
+    /// record as last written ahead); then a normal run; then a run that takes every port
+    /// away. The outcome must equal the same sequence without the crash: the kernel matches
+    /// the intent, and no VID virt-vlan added is left behind for nobody to remove.
+    #[test]
+    fn a_run_killed_after_any_write_leaves_a_record_the_next_run_converges_from() {
+        let c = config(CONF);
+        let released = config(
+            "[bridges.br0]\ndefault_pvid = 0\n[bridges.br0.uplinks.eth0]\npvid = 1\non_demand = true\n",
+        );
+        let guests = || {
+            let mut g = GuestPort::new(
+                "vnet0",
+                PortVlans::access(42),
+                Origin {
+                    what: "metadata".into(),
+                    domain: Some("vm".into()),
+                    interface: None,
+                },
+            );
+            g.replaceable = s("7");
+            vec![g]
+        };
+        let host = || {
+            let mut k = fresh_kernel(&["eth0", "veth0", "veth1", "vnet0"]);
+            let b = k.state.bridges.get_mut("br0").unwrap();
+            b.ports.get_mut("veth0").unwrap().vlans.set(
+                555,
+                crate::port_vlans::VlanFlags {
+                    pvid: false,
+                    untagged: false,
+                },
+            );
+            b.ports.get_mut("vnet0").unwrap().vlans = PortVlans::access(7);
+            k
+        };
+        let noop = &mut |_: &Record| Ok(());
+
+        // without a crash
+        let mut clean = host();
+        let mut rec = Record::default();
+        reconcile(
+            &mut clean,
+            &c,
+            &guests(),
+            &mut rec,
+            &Scope::Host,
+            Mode::Apply,
+            noop,
+        )
+        .unwrap();
+        let converged = clean.state.clone();
+        let total = clean.stats.writes;
+        assert!(total >= 6, "the crash points must cover settings and ports");
+        let mut rec_clean = rec.clone();
+        reconcile(
+            &mut clean,
+            &released,
+            &[],
+            &mut rec_clean,
+            &Scope::Host,
+            Mode::Apply,
+            noop,
+        )
+        .unwrap();
+        let emptied = clean.state.clone();
+        assert!(
+            emptied
+                .vlans("br0", "veth0")
+                .unwrap()
+                .members()
+                .contains(555),
+            "the foreign VID stays"
+        );
+
+        for n in 0..total {
+            let mut k = host();
+            k.die_after_writes = Some(n);
+            let disk = std::cell::RefCell::new(Record::default());
+            let mut journal = |r: &Record| {
+                *disk.borrow_mut() = r.clone();
+                Ok(())
+            };
+            let mut rec = Record::default();
+            let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                reconcile(
+                    &mut k,
+                    &c,
+                    &guests(),
+                    &mut rec,
+                    &Scope::Host,
+                    Mode::Apply,
+                    &mut journal,
+                )
+            }));
+            assert!(crashed.is_err(), "crash point {n} was reached");
+            k.die_after_writes = None;
+            let mut rec = disk.into_inner();
+            reconcile(
+                &mut k,
+                &c,
+                &guests(),
+                &mut rec,
+                &Scope::Host,
+                Mode::Apply,
+                noop,
+            )
+            .unwrap_or_else(|e| panic!("after a crash at write {n}: {e:#}"));
+            assert_eq!(k.state, converged, "after a crash at write {n}");
+            reconcile(
+                &mut k,
+                &released,
+                &[],
+                &mut rec,
+                &Scope::Host,
+                Mode::Apply,
+                noop,
+            )
+            .unwrap();
+            assert_eq!(k.state, emptied, "orphaned VIDs after a crash at write {n}");
+        }
     }
 }

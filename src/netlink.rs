@@ -40,7 +40,15 @@ pub struct Netlink {
     seq: u32,
     stats: Stats,
     buf: Vec<u8>,
+    /// Fault injection for the crash tests: [`FAULT_KILL_AFTER_WRITES`].
+    kill_after_writes: Option<u64>,
 }
+
+/// Fault injection, for tests only: with `VIRT_VLAN_FAULT_KILL_AFTER_WRITES=N` set, the process
+/// sends its writes one message at a time and SIGKILLs itself once N have been acknowledged —
+/// a crash at a chosen point between two kernel writes, to prove that the ownership record
+/// (written ahead of every write) lets the next run attribute and clean up everything.
+pub const FAULT_KILL_AFTER_WRITES: &str = "VIRT_VLAN_FAULT_KILL_AFTER_WRITES";
 
 impl Netlink {
     pub fn open() -> Result<Netlink> {
@@ -57,6 +65,9 @@ impl Netlink {
             seq: 0,
             stats: Stats::default(),
             buf: Vec::with_capacity(RECV_BUF),
+            kill_after_writes: std::env::var(FAULT_KILL_AFTER_WRITES)
+                .ok()
+                .and_then(|v| v.parse().ok()),
         })
     }
 
@@ -171,8 +182,13 @@ impl Netlink {
             let mut bytes = 0;
             while let Some(r) = pending.peek() {
                 let m = self.message(r.clone(), NLM_F_REQUEST | NLM_F_ACK);
+                let most = if self.kill_after_writes.is_some() {
+                    1
+                } else {
+                    BATCH_MESSAGES
+                };
                 if !batch.is_empty()
-                    && (batch.len() >= BATCH_MESSAGES || bytes + m.buffer_len() > BATCH_BYTES)
+                    && (batch.len() >= most || bytes + m.buffer_len() > BATCH_BYTES)
                 {
                     break;
                 }
@@ -208,6 +224,13 @@ impl Netlink {
                     .iter()
                     .map(|m| results.remove(&m.header.sequence_number).unwrap()),
             );
+            if self
+                .kill_after_writes
+                .is_some_and(|n| self.stats.writes >= n)
+            {
+                // the crash test's "power cut": no destructor, no record save, nothing
+                unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            }
         }
         Ok(answers)
     }

@@ -1,5 +1,6 @@
 //! One locked run against the real kernel: take the store lock, load the ownership record,
-//! run the pipeline with netlink, save the record. Every entry point (apply, hooks, watch)
+//! run the pipeline with netlink (which saves the record ahead of its writes), save the
+//! record. Every entry point (apply, hooks, watch)
 //! goes through here, so they never fight.
 
 use crate::apply::{Mode, Outcome, reconcile};
@@ -21,11 +22,29 @@ pub fn run(
     let mut nl = Netlink::open()?;
     if matches!(mode, Mode::DryRun) {
         let mut record = store.load_unlocked()?;
-        return reconcile(&mut nl, config, guests, &mut record, scope, mode);
+        return reconcile(
+            &mut nl,
+            config,
+            guests,
+            &mut record,
+            scope,
+            mode,
+            &mut |_| Ok(()),
+        );
     }
     let lock = store.lock()?;
     let mut record = store.load(&lock)?;
-    let outcome = reconcile(&mut nl, config, guests, &mut record, scope, mode)?;
+    // written ahead of the kernel writes: a run that dies half-way leaves claims, not orphans
+    let mut journal = |r: &crate::ownership::Record| store.save(&lock, r);
+    let outcome = reconcile(
+        &mut nl,
+        config,
+        guests,
+        &mut record,
+        scope,
+        mode,
+        &mut journal,
+    )?;
     if outcome.applied {
         store.save(&lock, &record)?;
     }

@@ -72,8 +72,14 @@ pub mod fake {
         /// Ports whose next write is acknowledged but silently not done (verify must catch
         /// it; the rollback's writes then work).
         pub ignore_once: BTreeSet<String>,
+        /// The process "dies" (panics) when it tries a write after this many: a crash between
+        /// two kernel writes, with no rollback and no record saved.
+        pub die_after_writes: Option<u64>,
         pub stats: Stats,
     }
+
+    /// What a crash test catches: the panic of a [`FakeKernel`] that "died".
+    pub const DIED: &str = "fake kernel: the process died here";
 
     impl FakeKernel {
         pub fn port_vlans(&self, bridge: &str, port: &str) -> PortVlans {
@@ -88,6 +94,9 @@ pub mod fake {
         }
 
         fn set_settings(&mut self, c: &SettingsChange) -> Result<()> {
+            if self.die_after_writes == Some(self.stats.writes) {
+                panic!("{DIED}");
+            }
             self.stats.writes += 1;
             if let Some(p) = c.default_pvid {
                 self.state.simulate_default_pvid(&c.bridge, p);
@@ -106,6 +115,9 @@ pub mod fake {
             writes
                 .iter()
                 .map(|w| {
+                    if self.die_after_writes == Some(self.stats.writes) {
+                        panic!("{DIED}");
+                    }
                     self.stats.writes += 1;
                     if self.vanish.contains(&w.port) {
                         if let Some(b) = self.state.bridges.get_mut(&w.bridge) {
