@@ -693,3 +693,159 @@ fn watch_once_reconciles_and_exits() {
     );
     expected_after_apply(&lab);
 }
+
+/// CONFIG with every guest moved to other VLANs (and the uplink following on demand).
+fn moved_config() -> String {
+    CONFIG
+        .replace(
+            "interface = \"g1\"\npvid = 100",
+            "interface = \"g1\"\npvid = 150",
+        )
+        .replace(
+            "interface = \"g3\"\npvid = 200",
+            "interface = \"g3\"\npvid = 250\ntagged = \"260-262\"",
+        )
+        .replace(
+            "interface = \"g4\"\ntagged = \"100,200\"",
+            "interface = \"g4\"\ntagged = \"300-310\"",
+        )
+        .replace(
+            "pvid = 300\ntagged = \"100\"",
+            "pvid = 400\ntagged = \"100\"",
+        )
+}
+
+/// The crash test with the real binary: `apply`, `watch --once` and the qemu `start` hook,
+/// each SIGKILLed after its n-th kernel write for every n of a run, and then run again. The
+/// rerun must reach exactly the converged state, and going back (the first config, or the
+/// guest's `release` hook) must leave exactly the state before: nothing the killed run added
+/// is orphaned, and a VID a person added by hand survives every kill.
+#[test]
+fn apply_hook_and_watch_killed_after_any_write_leave_nothing_orphaned() {
+    use std::os::unix::process::ExitStatusExt;
+    let (lab, _) = switch_lab("killed");
+    lab.vv_ok(&["apply"]);
+    lab.host("bridge vlan add dev g3 vid 777");
+    let first = lab.kernel_vlans();
+    let moved = moved_config();
+    lab.config(&moved);
+    let writes = lab.apply_counting_writes();
+    let second = lab.kernel_vlans();
+    assert!(
+        writes >= 6,
+        "a run with {writes} writes gives too few crash points"
+    );
+    lab.config(CONFIG);
+    lab.vv_ok(&["apply"]);
+    assert_eq!(lab.kernel_vlans(), first);
+    assert_eq!(lab.port("g3"), "200PU 777");
+    let killed = |c: &mut Command, what: &str| {
+        let status = c
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{what}: {status}");
+    };
+
+    let mut kills = 0;
+    for entry in ["apply", "watch"] {
+        // after the last write, too: killed before the record is saved
+        for n in 1..=writes {
+            lab.config(&moved);
+            let args: &[&str] = if entry == "apply" {
+                &["apply"]
+            } else {
+                &["watch", "--once"]
+            };
+            let mut c = lab.vv_command(args);
+            c.env("VIRT_VLAN_FAULT_KILL_AFTER_WRITES", n.to_string())
+                .stdin(Stdio::null());
+            killed(
+                &mut c,
+                &format!("{entry} killed after write {n} of {writes}"),
+            );
+            kills += 1;
+            // the run after the crash converges on the new config...
+            lab.vv_ok(&["apply"]);
+            assert_eq!(lab.kernel_vlans(), second, "{entry} killed after write {n}");
+            // ... and going back leaves nothing behind
+            lab.config(CONFIG);
+            lab.vv_ok(&["apply"]);
+            assert_eq!(
+                lab.kernel_vlans(),
+                first,
+                "VIDs orphaned after {entry} was killed after write {n}"
+            );
+        }
+    }
+
+    // a guest's tap, given a trunk by the start hook (its uplink VIDs on demand)
+    lab.host(
+        "ip link add g6 type veth peer name g6p && ip link set g6 master br0 && ip link set g6 up",
+    );
+    let domain = "<domain type='qemu'><name>vmk</name><metadata>\
+        <vv:vlans xmlns:vv='urn:virt-vlan:1'><vv:interface mac='52:54:00:6b:00:06'>\
+        <vv:vlan trunk='yes'><vv:tag id='501' nativeMode='untagged'/><vv:tag id='500'/>\
+        <vv:tag id='502'/><vv:tag id='510'/></vv:vlan></vv:interface></vv:vlans></metadata>\
+        <devices><interface type='bridge'><mac address='52:54:00:6b:00:06'/>\
+        <source bridge='br0'/><target dev='g6'/><alias name='net0'/></interface></devices></domain>";
+    let hook = |op: &str, fault: Option<u64>| {
+        let mut c = lab.vv_command(&["hook", "qemu", "vmk", op, "begin", "-"]);
+        if let Some(n) = fault {
+            c.env("VIRT_VLAN_FAULT_KILL_AFTER_WRITES", n.to_string());
+        }
+        c.stdin(Stdio::piped());
+        c
+    };
+    let run_hook = |mut c: Command| {
+        let mut child = c
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(domain.as_bytes())
+            .unwrap();
+        child.wait().unwrap()
+    };
+    let started = |lab: &Lab| {
+        assert_eq!(lab.port("g6"), "500 501PU 502 510");
+        assert_eq!(lab.port("up0"), "1PU 100 200 300 500-502 510");
+    };
+    assert!(run_hook(hook("start", None)).success());
+    started(&lab);
+    assert!(run_hook(hook("release", None)).success());
+    assert_eq!(lab.port("g6"), "");
+    assert_eq!(lab.port("up0"), "1PU 100 200 300");
+    // kill the start hook after its 1st, 2nd, ... write until it gets to finish
+    let mut n = 1;
+    loop {
+        let status = run_hook(hook("start", Some(n)));
+        if status.success() {
+            break;
+        }
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "start hook killed after write {n}"
+        );
+        kills += 1;
+        assert!(run_hook(hook("start", None)).success());
+        started(&lab);
+        assert!(run_hook(hook("release", None)).success());
+        assert_eq!(lab.port("g6"), "", "orphaned on the tap");
+        assert_eq!(lab.port("up0"), "1PU 100 200 300", "orphaned on the uplink");
+        n += 1;
+        assert!(n <= 10, "the start hook never finished");
+    }
+    assert!(
+        n >= 3,
+        "the hook's tap and uplink writes were both crash points"
+    );
+    assert_eq!(lab.kernel_vlans().get("g3"), first.get("g3"));
+    println!("{kills} kills survived ({writes} writes per apply)");
+}
