@@ -3,7 +3,7 @@
 #   make test   every test: lint, unit tests here, lab tests in the lab VM
 #   make bench  benchmarks in the lab VM, writes BENCHMARKS.md
 
-LAB_SUITES := lab lab_libvirt
+LAB_SUITES := lab lab_libvirt lab_libvirt_live
 
 .PHONY: all build deps lint unit lab test demo bench
 all: build

@@ -7,6 +7,7 @@
 //! Process starts are expensive under TCG, so topologies are queued and built with one
 //! `ip -batch` per namespace, and commands enter namespaces with `setns` before `exec`.
 #![allow(dead_code)]
+pub mod frames;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
