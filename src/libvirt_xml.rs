@@ -3,7 +3,7 @@
 //! `<networkport>`). Pure; every complaint names the element and its line.
 
 use crate::error::BadInput;
-use crate::libvirt_vlan::{line_of, parse_vlan};
+use crate::libvirt_vlan::{Lines, line_of, parse_vlan};
 use crate::netdev::{format_mac, parse_mac};
 use crate::port_vlans::PortVlans;
 use roxmltree::{Document, Node};
@@ -49,7 +49,7 @@ impl Iface {
 }
 
 /// Which interface a metadata entry is about.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Selector {
     Mac(String),
     Alias(String),
@@ -168,18 +168,19 @@ pub fn parse_domain(text: &str) -> Result<Domain, BadInput> {
     let uuid = child(root, "uuid")
         .and_then(|n| n.text())
         .map(|s| s.trim().to_string());
+    let lines = Lines::of(text);
     let mut interfaces = Vec::new();
     if let Some(devices) = child(root, "devices") {
         for i in devices
             .children()
             .filter(|c| c.is_element() && c.tag_name().name() == "interface")
         {
-            interfaces.push(parse_iface(i));
+            interfaces.push(parse_iface(i, &lines));
         }
     }
     let metadata = match child(root, "metadata") {
         None => Ok(Vec::new()),
-        Some(m) => parse_metadata(m),
+        Some(m) => parse_metadata(m, &lines),
     };
     Ok(Domain {
         name,
@@ -189,7 +190,7 @@ pub fn parse_domain(text: &str) -> Result<Domain, BadInput> {
     })
 }
 
-fn parse_iface(i: Node) -> Iface {
+fn parse_iface(i: Node, lines: &Lines) -> Iface {
     let source = child(i, "source");
     Iface {
         mac: attr(child(i, "mac"), "address")
@@ -207,14 +208,16 @@ fn parse_iface(i: Node) -> Iface {
         portgroup: attr(source, "portgroup"),
         portid: attr(source, "portid"),
         vlan: child(i, "vlan").map(parse_vlan),
-        line: line_of(i),
+        line: lines.at(i),
     }
 }
 
 /// Our `<vv:vlans>` blocks inside `<metadata>`. Elements of other namespaces are other
 /// tools' business; inside ours, anything unexpected is an error.
-fn parse_metadata(meta: Node) -> Result<Vec<MetaEntry>, String> {
+fn parse_metadata(meta: Node, lines: &Lines) -> Result<Vec<MetaEntry>, String> {
     let mut out: Vec<MetaEntry> = Vec::new();
+    // selector → line: a duplicate is found in O(1), not by scanning every entry so far
+    let mut seen: std::collections::HashMap<Selector, u32> = std::collections::HashMap::new();
     let ours = |n: &Node| n.tag_name().namespace() == Some(NS);
     // children of our root may carry our namespace or none (hand-written XML)
     let inner =
@@ -290,19 +293,17 @@ fn parse_metadata(meta: Node) -> Result<Vec<MetaEntry>, String> {
             };
             let vlans =
                 parse_vlan(vlan).map_err(|m| format!("metadata <interface {selector}>: {m}"))?;
-            if let Some(first) = out.iter().find(|x| x.selector == selector) {
+            if let Some(first) = seen.get(&selector) {
                 return Err(at(
                     e,
-                    &format!(
-                        "<interface {selector}> is listed twice (first at line {})",
-                        first.line
-                    ),
+                    &format!("<interface {selector}> is listed twice (first at line {first})"),
                 ));
             }
+            seen.insert(selector.clone(), lines.at(e));
             out.push(MetaEntry {
                 selector,
                 vlans,
-                line: line_of(e),
+                line: lines.at(e),
             });
         }
     }

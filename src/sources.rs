@@ -6,9 +6,9 @@
 use crate::config::Config;
 use crate::error::BadInput;
 use crate::intent::{GuestPort, Origin};
-use crate::libvirt_xml::{Domain, Iface, Network, Portgroup, VlanElement};
+use crate::libvirt_xml::{Domain, Iface, MetaEntry, Network, Portgroup, Selector, VlanElement};
 use crate::port_vlans::PortVlans;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A domain's interfaces resolved to tap names and VLANs.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -35,8 +35,9 @@ pub fn resolve_domain(d: &Domain, config: &Config, nets: &Networks) -> Result<Re
         .as_ref()
         .map_err(|e| BadInput(format!("domain {}: {e}", d.name)))?;
     let mut out = Resolved::default();
+    let present = Selectors::of(&d.interfaces);
     for m in meta {
-        if !d.interfaces.iter().any(|i| m.selector.matches(i)) {
+        if !present.has(&m.selector) {
             out.notes.push(format!(
                 "domain {}: metadata line {} names interface {} which the domain does not have",
                 d.name, m.line, m.selector
@@ -80,9 +81,10 @@ pub fn winners(
     if let Err(e) = &d.metadata {
         return Err(BadInput(format!("domain {}: {e}", d.name)));
     }
+    let meta = MetaIndex::of(d);
     let mut out = Vec::new();
     for iface in &d.interfaces {
-        if let Some((vlans, what)) = winner(d, iface, config, nets)? {
+        if let Some((vlans, what)) = winner(d, &meta, iface, config, nets)? {
             out.push((iface.clone(), vlans, what));
         }
     }
@@ -164,17 +166,70 @@ fn vlan_of(el: &VlanElement, d: &Domain, iface: &Iface, what: &str) -> Result<Po
     })
 }
 
+/// Every interface's MAC, alias and tap name, for telling in O(1) whether a metadata entry
+/// names an interface the domain has (a domain may have thousands).
+struct Selectors<'d> {
+    macs: HashSet<&'d str>,
+    aliases: HashSet<&'d str>,
+    targets: HashSet<&'d str>,
+}
+
+impl<'d> Selectors<'d> {
+    fn of(ifaces: &'d [Iface]) -> Selectors<'d> {
+        Selectors {
+            macs: ifaces.iter().map(|i| i.mac.as_str()).collect(),
+            aliases: ifaces.iter().filter_map(|i| i.alias.as_deref()).collect(),
+            targets: ifaces.iter().filter_map(|i| i.target.as_deref()).collect(),
+        }
+    }
+
+    fn has(&self, sel: &Selector) -> bool {
+        match sel {
+            Selector::Mac(m) => self.macs.contains(m.as_str()),
+            Selector::Alias(a) => self.aliases.contains(a.as_str()),
+            Selector::Target(t) => self.targets.contains(t.as_str()),
+        }
+    }
+}
+
+/// A domain's metadata entries by selector, so each interface finds its entry in O(1)
+/// instead of scanning them all (which made a domain with thousands of interfaces quadratic).
+struct MetaIndex<'d> {
+    by: HashMap<&'d Selector, &'d MetaEntry>,
+}
+
+impl<'d> MetaIndex<'d> {
+    fn of(d: &'d Domain) -> MetaIndex<'d> {
+        let mut by = HashMap::new();
+        for m in d.metadata.iter().flatten() {
+            // the first entry in document order wins, as a scan would find it
+            by.entry(&m.selector).or_insert(m);
+        }
+        MetaIndex { by }
+    }
+
+    /// The entry naming `iface` by MAC, alias or tap name; the earliest in the document if
+    /// several do.
+    fn find(&self, iface: &Iface) -> Option<&'d MetaEntry> {
+        let mut keys = vec![Selector::Mac(iface.mac.clone())];
+        keys.extend(iface.alias.clone().map(Selector::Alias));
+        keys.extend(iface.target.clone().map(Selector::Target));
+        keys.iter()
+            .filter_map(|k| self.by.get(k).copied())
+            .min_by_key(|m| m.line)
+    }
+}
+
 /// The winning source for one interface: its VLANs and a description.
 fn winner(
     d: &Domain,
+    meta: &MetaIndex,
     iface: &Iface,
     config: &Config,
     nets: &Networks,
 ) -> Result<Option<(PortVlans, String)>, BadInput> {
     // 1. our metadata
-    if let Ok(meta) = &d.metadata
-        && let Some(m) = meta.iter().find(|m| m.selector.matches(iface))
-    {
+    if let Some(m) = meta.find(iface) {
         return Ok(Some((
             m.vlans.clone(),
             format!("metadata (line {})", m.line),
