@@ -1095,12 +1095,20 @@ fn lxc_container_gets_its_metadata_vlan_apply_knows_it_and_destroy_releases() {
     let _t = turn();
     let _g = Guests::on(LXC, &["lv-lxc"]);
     let mac = "52:54:00:7a:00:01";
+    // The lab VM's root is read-only and libvirt_lxc pivots into the container's root, so
+    // the container gets a small writable root of its own: a shell from busybox-static.
+    let root = "/tmp/lv-lxc-root";
+    must(&format!(
+        "rm -rf {root} && mkdir -p {root}/bin {root}/dev {root}/proc {root}/sys {root}/tmp \
+         && cp /bin/busybox {root}/bin/busybox && ln -s busybox {root}/bin/sh"
+    ));
     let xml = format!(
         "<domain type='lxc'><name>lv-lxc</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
          <metadata>{}</metadata>\
          <os><type>exe</type><init>/bin/sh</init></os>\
          <on_poweroff>destroy</on_poweroff>\
          <devices><console type='pty'/>\
+         <filesystem type='mount'><source dir='{root}'/><target dir='/'/></filesystem>\
          <interface type='bridge'><source bridge='br1'/><mac address='{mac}'/></interface>\
          </devices></domain>",
         meta(&[(mac, &vv_access(45))]),
