@@ -399,7 +399,8 @@ fn assert_libvirt_refuses_vlan(o: &Output, what: &str) {
 }
 
 /// Starts `domain`, some bridge interface of which has a libvirt `<vlan>`: libvirt ≥ 11 must
-/// start it; libvirt 9 must refuse it (asserted). Returns whether the guest runs.
+/// start it; libvirt 9 must refuse it (asserted), and the refused definition is removed.
+/// Returns whether the guest runs.
 fn start_with_libvirt_vlan(domain: &str) -> bool {
     if libvirt_writes_vlans() {
         virsh_ok(&["start", domain]);
@@ -407,6 +408,8 @@ fn start_with_libvirt_vlan(domain: &str) -> bool {
     } else {
         assert_libvirt_refuses_vlan(&virsh(&["start", domain]), &format!("start {domain}"));
         assert!(virsh_ok(&["domstate", domain]).contains("shut off"));
+        // the case goes on without libvirt's <vlan>: the name is free for that definition
+        virsh_ok(&["undefine", domain]);
         false
     }
 }
