@@ -110,11 +110,11 @@ pub fn reconcile(
         };
         for (i, s) in settings.iter().enumerate() {
             if let Err(e) = sw.set_settings(s) {
-                let undo = Plan {
+                let done_so_far = Plan {
                     settings: settings[..i].to_vec(),
                     ports: Vec::new(),
                 };
-                let rb = rollback(sw, &managed, &before, &undo);
+                let rb = undo(sw, &managed, &before, &done_so_far, &mut *journal, record);
                 return Err(e.context(format!("cannot change settings of bridge {}{rb}", s.bridge)));
             }
         }
@@ -124,12 +124,12 @@ pub fn reconcile(
             .and_then(|now| plan_all(&intent, &settings, &before, &now, &rec));
         match real {
             Ok(real) if confirming && real.writes() != plan.writes() => {
-                let rb = rollback(sw, &managed, &before, &changed);
+                let rb = undo(sw, &managed, &before, &changed, &mut *journal, record);
                 bail!("the host changed while waiting for confirmation; run again{rb}");
             }
             Ok(real) => plan = real,
             Err(e) => {
-                let rb = rollback(sw, &managed, &before, &changed);
+                let rb = undo(sw, &managed, &before, &changed, &mut *journal, record);
                 return Err(e.context(rb.trim_start_matches("; ").to_string()));
             }
         }
@@ -143,7 +143,7 @@ pub fn reconcile(
         return Ok(done(plan, true, sw));
     }
     if let Err(e) = journal(&claims(&rec, &plan)) {
-        let rb = rollback(sw, &managed, &before, &plan);
+        let rb = undo(sw, &managed, &before, &plan, &mut *journal, record);
         return Err(e.context(format!("cannot record what this run is about to do{rb}")));
     }
     let failures: Vec<String> = sw
@@ -152,7 +152,7 @@ pub fn reconcile(
         .filter_map(|r| r.err().map(|e| e.to_string()))
         .collect();
     if !failures.is_empty() {
-        let rb = rollback(sw, &managed, &before, &plan);
+        let rb = undo(sw, &managed, &before, &plan, &mut *journal, record);
         return Err(anyhow!("{}{rb}", failures.join("; ")));
     }
 
@@ -167,7 +167,7 @@ pub fn reconcile(
         .context("cannot re-read the kernel to verify")?;
     let mismatches = verify(&plan, &after);
     if !mismatches.is_empty() {
-        let rb = rollback(sw, &managed, &before, &plan);
+        let rb = undo(sw, &managed, &before, &plan, &mut *journal, record);
         return Err(anyhow!(
             "the kernel does not show what was applied: {}{rb}",
             mismatches.join("; ")
@@ -362,15 +362,37 @@ fn verify(plan: &Plan, after: &HostState) -> Vec<String> {
     out
 }
 
+/// Rolls `plan` back and, if that put the host back as it was, the ownership record too (the
+/// claims written ahead are then moot); an incomplete rollback keeps the claims, so the next
+/// run can still attribute what was left behind. Returns a `; …` suffix for the message.
+fn undo(
+    sw: &mut dyn Switch,
+    managed: &BTreeSet<String>,
+    before: &HostState,
+    plan: &Plan,
+    journal: Journal,
+    original: &Record,
+) -> String {
+    let (mut text, complete) = rollback(sw, managed, before, plan);
+    if complete && let Err(e) = journal(original) {
+        let _ = write!(
+            text,
+            "; the ownership record keeps this run's claims: {e:#}"
+        );
+    }
+    text
+}
+
 /// Puts back what `plan` changed: settings first (the kernel renumbers default ports when
 /// `default_pvid` changes), then every planned port, and every port of a bridge whose settings
-/// changed, exactly as `before` had them. Returns a `; …` suffix for the error message.
+/// changed, exactly as `before` had them. Returns a `; …` suffix for the error message, and
+/// whether the host is as it was.
 fn rollback(
     sw: &mut dyn Switch,
     managed: &BTreeSet<String>,
     before: &HostState,
     plan: &Plan,
-) -> String {
+) -> (String, bool) {
     let mut problems = Vec::new();
     for s in plan.settings.iter().rev() {
         if let Err(e) = sw.set_settings(&s.undo()) {
@@ -379,7 +401,12 @@ fn rollback(
     }
     let now = match sw.read(managed) {
         Ok(n) => n,
-        Err(e) => return format!("; rollback could not re-read the kernel: {e:#}"),
+        Err(e) => {
+            return (
+                format!("; rollback could not re-read the kernel: {e:#}"),
+                false,
+            );
+        }
     };
     let mut targets: BTreeSet<(String, String)> = plan
         .ports
@@ -436,7 +463,7 @@ fn rollback(
     if !gone.is_empty() {
         let _ = write!(out, " (gone meanwhile: {})", gone.join(", "));
     }
-    out
+    (out, problems.is_empty())
 }
 
 #[cfg(test)]
@@ -691,6 +718,7 @@ pvid = 300
         k.vanish.insert("veth1".into());
         let snapshot = k.state.clone();
         let mut rec = Record::default();
+        let mut saved: Vec<Record> = Vec::new();
         let e = reconcile(
             &mut k,
             &c,
@@ -698,9 +726,21 @@ pvid = 300
             &mut rec,
             &Scope::Host,
             Mode::Apply,
-            &mut |_| Ok(()),
+            &mut |r| {
+                saved.push(r.clone());
+                Ok(())
+            },
         )
         .unwrap_err();
+        assert!(
+            saved.len() >= 2 && saved[0] != Record::default(),
+            "claims were written ahead"
+        );
+        assert_eq!(
+            saved.last(),
+            Some(&Record::default()),
+            "a complete rollback puts the saved record back as it was"
+        );
         let msg = format!("{e:#}");
         assert!(
             msg.contains("port veth1 on br0 vanished during apply"),
