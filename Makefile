@@ -3,9 +3,10 @@
 #   make test   every test: lint, unit tests here, lab tests in the lab VM
 #   make bench  benchmarks in the lab VM, writes BENCHMARKS.md
 
-LAB_SUITES := lab lab_libvirt lab_libvirt_live
+# lab_deb installs the package `make deb` builds: it comes last, after every other suite
+LAB_SUITES := lab lab_libvirt lab_libvirt_live lab_deb
 
-.PHONY: all build deps lint unit lab test demo bench
+.PHONY: all build deps lint unit lab test demo bench deb
 all: build
 
 build:
@@ -21,7 +22,7 @@ lint:
 unit:
 	cargo test
 
-lab: deps
+lab: deps deb
 	lab/run-tests $(LAB_SUITES)
 
 test: deps lint unit lab
@@ -32,3 +33,16 @@ demo: deps
 
 bench:
 	bench/run
+
+# A Debian package, target/debian/virt-vlan_<version>-1_<arch>.deb: cargo-deb (installed
+# into ~/.cargo/bin if missing) packs the binary with what it generates from itself — man
+# pages, completions, the watch unit, the commented config, the AppArmor rule.
+deb:
+	cargo deb --version 2>/dev/null | grep -q '^cargo-deb 3\.' || \
+		cargo install cargo-deb --locked --version 3.8.0
+	command -v dpkg-shlibdeps >/dev/null || \
+		{ apt-get update && apt-get install -y --no-install-recommends dpkg-dev; }
+	cargo build --release
+	rm -rf target/package-files target/debian/virt-vlan_*.deb
+	target/release/virt-vlan package-files target/package-files
+	cargo deb --no-build

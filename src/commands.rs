@@ -71,8 +71,8 @@ fn read_host(config: &Config) -> Result<crate::state::HostState> {
     nl.read(&config.bridges.keys().cloned().collect())
 }
 
-/// `virt-vlan show [--json]`
-pub fn show(config_path: &Path, json: bool) -> Result<u8> {
+/// `virt-vlan show [--json | --diagram] [--svg FILE]`
+pub fn show(config_path: &Path, json: bool, diagram: bool, svg: Option<&Path>) -> Result<u8> {
     let config = Config::load(config_path)?;
     let state = read_host(&config)?;
     let record = Store::open_default().load_unlocked()?;
@@ -87,16 +87,54 @@ pub fn show(config_path: &Path, json: bool) -> Result<u8> {
     {
         eprintln!("virt-vlan: bridge {name} does not exist");
     }
-    if json {
+    let svg_to_stdout = svg.is_some_and(|p| p == Path::new("-"));
+    if let Some(path) = svg.filter(|_| !svg_to_stdout) {
+        std::fs::write(path, crate::show::diagram::svg(&rows))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if svg_to_stdout {
+        print!("{}", crate::show::diagram::svg(&rows));
+    } else if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if diagram {
+        print!("{}", crate::show::diagram::text(&rows));
     } else {
         print!("{}", crate::show::table(&rows));
     }
     Ok(0)
 }
 
-/// `virt-vlan check`: exit 0 when nothing is wrong (warnings allowed), 1 otherwise.
-pub fn check(config_path: &Path) -> Result<u8> {
+/// `virt-vlan check [--json] [--strict]`: the exit code says the worst finding (see
+/// `crate::check::exit_code`). With `--json`, stdout is one JSON document even when the config
+/// cannot be read (then `status` is `bad-input`) or the kernel cannot be asked.
+pub fn check(config_path: &Path, json: bool, strict: bool) -> Result<u8> {
+    let findings = match gather_findings(config_path) {
+        Ok(f) => f,
+        Err(e) => {
+            if json {
+                let code = crate::error::exit_code(&e) as u8;
+                let f = crate::check::Finding {
+                    level: Level::Error,
+                    id: if code == 2 { "config" } else { "runtime" },
+                    message: format!("{e:#}"),
+                };
+                println!("{}", crate::check::json_report(&[f], code, code == 2));
+            }
+            return Err(e);
+        }
+    };
+    let code = crate::check::exit_code(&findings, strict);
+    if json {
+        println!("{}", crate::check::json_report(&findings, code, false));
+    } else {
+        for f in &findings {
+            println!("{f}");
+        }
+    }
+    Ok(code)
+}
+
+fn gather_findings(config_path: &Path) -> Result<Vec<crate::check::Finding>> {
     let config = Config::load(config_path)?;
     let store = Store::open_default();
     let record = store.load_unlocked()?;
@@ -106,19 +144,17 @@ pub fn check(config_path: &Path) -> Result<u8> {
     let mut bridges: std::collections::BTreeSet<String> = config.bridges.keys().cloned().collect();
     bridges.extend(uses.iter().map(|u| u.bridge.clone()));
     let state = Netlink::open()?.read(&bridges)?;
-    let findings = crate::check::check(&config, &state, &record, &uses);
-    for f in &findings {
-        println!("{f}");
-    }
-    Ok(if findings.iter().any(|f| f.level == Level::Error) {
-        1
-    } else {
-        0
-    })
+    let host = crate::check::probe::host_facts(&view);
+    Ok(crate::check::check(&config, &state, &record, &uses, &host))
 }
 
 /// `virt-vlan install [--root DIR] [--uninstall] [--main-hook]`
-pub fn install(root: std::path::PathBuf, uninstall: bool, main_hook: bool) -> Result<u8> {
+pub fn install(
+    root: std::path::PathBuf,
+    uninstall: bool,
+    main_hook: bool,
+    package: bool,
+) -> Result<u8> {
     let exe = std::env::current_exe().context("cannot find my own executable")?;
     let o = crate::install::Options {
         root,
@@ -126,6 +162,7 @@ pub fn install(root: std::path::PathBuf, uninstall: bool, main_hook: bool) -> Re
         main_hook,
         exe,
         libvirt: crate::install::libvirt_version(),
+        package,
     };
     for line in crate::install::run(&o)? {
         println!("{line}");

@@ -4,7 +4,8 @@
 //! (`<hooks>/conf/<script>.conf`), a log rewritten each run
 //! (`/var/log/virt-vlan/hooks/<driver>_<op>_<subop>_<object>_<script>.log`) and a time limit.
 //! Scripts not owned by root, or writable by group or others, are refused: libvirt runs them
-//! as root.
+//! as root. The time limit is wait-timeout's (SIGCHLD-driven, no polling); only the kill of
+//! the script's whole process group is ours, which no crate does for a `Child`.
 
 use crate::hook::Call;
 use std::io::Write;
@@ -12,7 +13,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use wait_timeout::ChildExt;
 
 /// What happened to one script.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,36 +148,36 @@ fn run_one(
         Ok(ch) => ch,
         Err(e) => return Outcome::Failed(format!("cannot run it: {e}")),
     };
+    // fed from a thread: a script that never reads its stdin must still meet its time limit
     if let Some(mut i) = child.stdin.take() {
-        let _ = i.write_all(stdin.as_bytes());
+        let bytes = stdin.as_bytes().to_vec();
+        std::thread::spawn(move || {
+            let _ = i.write_all(&bytes);
+        });
     }
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(s)) if s.success() => return Outcome::Ok,
-            Ok(Some(s)) => {
-                return Outcome::Failed(format!("exited with {s} (log: {})", log.display()));
+    match child.wait_timeout(limit) {
+        Ok(Some(s)) if s.success() => Outcome::Ok,
+        Ok(Some(s)) => Outcome::Failed(format!("exited with {s} (log: {})", log.display())),
+        Ok(None) => {
+            // SAFETY: kill(2) on the script's own process group (it leads it).
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
             }
-            Ok(None) if Instant::now() >= deadline => {
-                unsafe {
-                    libc::kill(-(child.id() as i32), libc::SIGKILL);
-                }
-                let _ = child.wait();
-                return Outcome::Failed(format!(
-                    "killed after {}s (log: {})",
-                    limit.as_secs(),
-                    log.display()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Outcome::Failed(format!("cannot wait for it: {e}")),
+            let _ = child.wait();
+            Outcome::Failed(format!(
+                "killed after {}s (log: {})",
+                limit.as_secs(),
+                log.display()
+            ))
         }
+        Err(e) => Outcome::Failed(format!("cannot wait for it: {e}")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("vv-disp-{name}-{}", std::process::id()));

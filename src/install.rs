@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 /// Hook drivers virt-vlan installs for.
 pub const HOOKED: &[&str] = &["qemu", "lxc", "network", "daemon"];
 
-const APPARMOR_BEGIN: &str = "# BEGIN virt-vlan (managed by `virt-vlan install`)";
+pub const APPARMOR_BEGIN: &str = "# BEGIN virt-vlan (managed by `virt-vlan install`)";
 const APPARMOR_END: &str = "# END virt-vlan";
+/// libvirtd's AppArmor profile and the local file it includes (below the root).
+pub const APPARMOR_PROFILE: &str = "etc/apparmor.d/usr.sbin.libvirtd";
+pub const APPARMOR_LOCAL: &str = "etc/apparmor.d/local/usr.sbin.libvirtd";
 
 pub struct Options {
     pub root: PathBuf,
@@ -22,6 +25,10 @@ pub struct Options {
     pub exe: PathBuf,
     /// libvirt's version, if known (`(major, minor)`).
     pub libvirt: Option<(u32, u32)>,
+    /// Run by the Debian package's maintainer scripts: dpkg owns the config (a conffile, which
+    /// an admin may delete on purpose) and the unit, so only hook entries and the AppArmor
+    /// rule are installed or removed.
+    pub package: bool,
 }
 
 /// libvirt's version from `libvirtd --version` (or `virtqemud --version`).
@@ -68,13 +75,35 @@ pub const DEFAULT_CONFIG: &str = r#"# virt-vlan config. Nothing is managed until
 # on_error = "abort"         # or "isolate" (no VLAN, guest starts) or "warn"
 "#;
 
-/// The systemd unit for `virt-vlan watch`, for `exe`.
+/// The watcher's unit file name.
+pub const UNIT_NAME: &str = "virt-vlan-watch.service";
+
+/// Where a package puts units (below the root); a unit there makes `install` write none.
+const PACKAGED_UNIT_DIRS: &[&str] = &["usr/lib/systemd/system", "lib/systemd/system"];
+
+const UNIT_MARK: &str = "# Installed by `virt-vlan install`";
+
+/// The systemd unit for `virt-vlan watch`, for `exe`, as `install` writes it.
 pub fn watch_unit(exe: &Path) -> String {
     format!(
-        "# Installed by `virt-vlan install`; `virt-vlan install --uninstall` removes it.
-[Unit]
+        "{UNIT_MARK}; `virt-vlan install --uninstall` removes it.\n{}",
+        unit_body(exe)
+    )
+}
+
+/// The same unit as the Debian package ships it (dpkg owns it; `install` leaves it alone).
+pub fn packaged_unit(exe: &Path) -> String {
+    format!(
+        "# Shipped by the virt-vlan package (from `virt-vlan package-files`).\n{}",
+        unit_body(exe)
+    )
+}
+
+fn unit_body(exe: &Path) -> String {
+    format!(
+        "[Unit]
 Description=virt-vlan watch: keep bridge VLANs right (hot-plug without hooks, drift)
-Documentation=man:virt-vlan(8)
+Documentation=man:virt-vlan(8) man:virt-vlan-watch(8)
 After=network-online.target libvirtd.service virtqemud.service virtnetworkd.service
 Wants=network-online.target
 
@@ -92,15 +121,24 @@ WantedBy=multi-user.target
     )
 }
 
-const UNIT_MARK: &str = "# Installed by `virt-vlan install`";
-
 /// The watch unit under `/etc/systemd/system` (on systemd hosts only).
 fn systemd_unit(root: &Path, exe: &Path, uninstall: bool) -> Result<Option<String>> {
     let dir = root.join("etc/systemd/system");
     if !dir.is_dir() {
         return Ok(None);
     }
-    let path = dir.join("virt-vlan-watch.service");
+    let path = dir.join(UNIT_NAME);
+    if let Some(packaged) = PACKAGED_UNIT_DIRS
+        .iter()
+        .map(|d| root.join(d).join(UNIT_NAME))
+        .find(|p| !uninstall && p.exists())
+    {
+        return Ok(Some(format!(
+            "{}: the package's {} is used; none written here",
+            path.display(),
+            packaged.display()
+        )));
+    }
     let old = std::fs::read_to_string(&path).ok();
     let ours = old.as_deref().is_none_or(|o| o.starts_with(UNIT_MARK));
     if uninstall {
@@ -147,14 +185,21 @@ pub fn run(o: &Options) -> Result<Vec<String>> {
         }
     }
     for driver in HOOKED {
-        let path = if dot_d {
-            hooks.join(format!("{driver}.d/virt-vlan"))
-        } else {
-            hooks.join(driver)
-        };
+        let (dot, main) = (
+            hooks.join(format!("{driver}.d/virt-vlan")),
+            hooks.join(driver),
+        );
+        let (path, other) = if dot_d { (dot, main) } else { (main, dot) };
         said.push(hook_entry(&path, &o.exe, o.uninstall)?);
+        // uninstalling takes ours away from the other place too (an earlier install of the
+        // other kind, or another libvirt version's); anything else there is not mentioned
+        if o.uninstall && is_ours(&other) {
+            said.push(hook_entry(&other, &o.exe, true)?);
+        }
     }
-    if !o.uninstall {
+    if o.package {
+        // dpkg's conffile
+    } else if !o.uninstall {
         said.push(default_config(
             &o.root.join("etc/virt-vlan/virt-vlan.toml"),
         )?);
@@ -167,7 +212,9 @@ pub fn run(o: &Options) -> Result<Vec<String>> {
     if let Some(line) = apparmor(&o.root, &o.exe, o.uninstall)? {
         said.push(line);
     }
-    if let Some(line) = systemd_unit(&o.root, &o.exe, o.uninstall)? {
+    if o.package {
+        // dpkg's unit
+    } else if let Some(line) = systemd_unit(&o.root, &o.exe, o.uninstall)? {
         said.push(line);
     }
     if !o.uninstall {
@@ -177,7 +224,7 @@ pub fn run(o: &Options) -> Result<Vec<String>> {
 }
 
 /// Whether `path` is a hook entry of ours: a symlink to a file named `virt-vlan`.
-fn is_ours(path: &Path) -> bool {
+pub fn is_ours(path: &Path) -> bool {
     std::fs::read_link(path).is_ok_and(|t| t.file_name().is_some_and(|n| n == "virt-vlan"))
 }
 
@@ -236,13 +283,38 @@ fn default_config(path: &Path) -> Result<String> {
     ))
 }
 
-/// The libvirtd AppArmor local rule: hooks run confined by libvirtd's profile and need a
-/// netlink socket, our binary, state and log directories.
+/// The libvirtd AppArmor local rule, between its markers: hooks run confined by libvirtd's
+/// profile and need a netlink socket, our binary, state and log directories.
+pub fn apparmor_rule(exe: &Path) -> String {
+    format!(
+        "{APPARMOR_BEGIN}\n  network netlink dgram,\n  network netlink raw,\n  {} rmix,\n  \
+         /run/virt-vlan/ rw,\n  /run/virt-vlan/** rwk,\n  /var/log/virt-vlan/ rw,\n  \
+         /var/log/virt-vlan/** rw,\n  /etc/virt-vlan/** r,\n{APPARMOR_END}\n",
+        exe.display()
+    )
+}
+
+/// The binaries the local rule at `text` lets libvirtd run (none: no rule of ours).
+pub fn apparmor_rule_exes(text: &str) -> Vec<String> {
+    let mut inside = false;
+    let mut out = Vec::new();
+    for l in text.lines() {
+        if l == APPARMOR_BEGIN {
+            inside = true;
+        } else if l == APPARMOR_END {
+            inside = false;
+        } else if inside && let Some(exe) = l.trim().strip_suffix(" rmix,") {
+            out.push(exe.to_string());
+        }
+    }
+    out
+}
+
 fn apparmor(root: &Path, exe: &Path, uninstall: bool) -> Result<Option<String>> {
     if !root.join("etc/apparmor.d").is_dir() {
         return Ok(None);
     }
-    let local = root.join("etc/apparmor.d/local/usr.sbin.libvirtd");
+    let local = root.join(APPARMOR_LOCAL);
     let old = std::fs::read_to_string(&local).unwrap_or_default();
     let kept: Vec<&str> = {
         let mut inside = false;
@@ -264,12 +336,7 @@ fn apparmor(root: &Path, exe: &Path, uninstall: bool) -> Result<Option<String>> 
         new.push('\n');
     }
     if !uninstall {
-        new.push_str(&format!(
-            "{APPARMOR_BEGIN}\n  network netlink dgram,\n  network netlink raw,\n  {} rmix,\n  \
-             /run/virt-vlan/ rw,\n  /run/virt-vlan/** rwk,\n  /var/log/virt-vlan/ rw,\n  \
-             /var/log/virt-vlan/** rw,\n  /etc/virt-vlan/** r,\n{APPARMOR_END}\n",
-            exe.display()
-        ));
+        new.push_str(&apparmor_rule(exe));
     }
     if new == old {
         return Ok(Some(format!(
@@ -286,10 +353,11 @@ fn apparmor(root: &Path, exe: &Path, uninstall: bool) -> Result<Option<String>> 
         if uninstall { "removed" } else { "added" }
     );
     if root == Path::new("/") {
-        let profile = "/etc/apparmor.d/usr.sbin.libvirtd";
-        let reloaded = Path::new(profile).exists()
+        let profile = Path::new("/").join(APPARMOR_PROFILE);
+        let reloaded = profile.exists()
             && std::process::Command::new("apparmor_parser")
-                .args(["-r", profile])
+                .arg("-r")
+                .arg(&profile)
                 .status()
                 .is_ok_and(|s| s.success());
         line.push_str(if reloaded {
@@ -319,6 +387,7 @@ mod tests {
             main_hook: false,
             exe: PathBuf::from("/usr/local/sbin/virt-vlan"),
             libvirt,
+            package: false,
         }
     }
 
@@ -446,5 +515,70 @@ mod tests {
         assert!(said[0].contains("installing as the main hook"), "{said:?}");
         assert!(is_ours(&root.join("etc/libvirt/hooks/qemu")));
         assert!(!root.join("etc/libvirt/hooks/qemu.d").exists());
+    }
+
+    #[test]
+    fn package_mode_leaves_config_and_unit_to_dpkg_and_uninstall_takes_every_entry_of_ours() {
+        let root = tmp("package");
+        std::fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
+        let mut o = opts(&root, Some((9, 0)));
+        o.package = true;
+        let said = run(&o).unwrap();
+        assert!(is_ours(&root.join("etc/libvirt/hooks/qemu.d/virt-vlan")));
+        assert!(
+            !root.join("etc/virt-vlan/virt-vlan.toml").exists(),
+            "{said:?}"
+        );
+        assert!(!root.join("etc/systemd/system").join(UNIT_NAME).exists());
+        // an older install's main hook of ours goes with the .d entries; a foreign one stays
+        std::os::unix::fs::symlink(
+            "/usr/local/sbin/virt-vlan",
+            root.join("etc/libvirt/hooks/qemu"),
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/libvirt/hooks/lxc"), "#!/bin/sh\n").unwrap();
+        o.uninstall = true;
+        let said = run(&o).unwrap();
+        assert!(!root.join("etc/libvirt/hooks/qemu").exists(), "{said:?}");
+        assert!(!root.join("etc/libvirt/hooks/qemu.d").exists(), "{said:?}");
+        assert!(root.join("etc/libvirt/hooks/lxc").exists(), "{said:?}");
+        assert!(
+            !said.iter().any(|l| l.contains("hooks/lxc: left alone")),
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn a_packaged_unit_makes_install_write_none() {
+        let root = tmp("packaged-unit");
+        std::fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
+        std::fs::create_dir_all(root.join("usr/lib/systemd/system")).unwrap();
+        std::fs::write(
+            root.join("usr/lib/systemd/system").join(UNIT_NAME),
+            packaged_unit(Path::new("/usr/sbin/virt-vlan")),
+        )
+        .unwrap();
+        let said = run(&opts(&root, Some((9, 0)))).unwrap();
+        assert!(
+            said.iter().any(|l| l.contains("the package's")
+                && l.contains("usr/lib/systemd/system/virt-vlan-watch.service is used")),
+            "{said:?}"
+        );
+        assert!(!root.join("etc/systemd/system").join(UNIT_NAME).exists());
+        assert!(
+            packaged_unit(Path::new("/usr/sbin/virt-vlan"))
+                .contains("ExecStart=/usr/sbin/virt-vlan watch")
+        );
+    }
+
+    #[test]
+    fn the_apparmor_rule_names_the_binaries_it_allows() {
+        let text = format!(
+            "# site\n{}{}",
+            apparmor_rule(Path::new("/usr/sbin/virt-vlan")),
+            "  /usr/local/sbin/virt-vlan rmix,\n"
+        );
+        assert_eq!(apparmor_rule_exes(&text), ["/usr/sbin/virt-vlan"]);
+        assert!(apparmor_rule_exes("# site\n").is_empty());
     }
 }

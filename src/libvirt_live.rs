@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What libvirt says is running.
 pub struct Live {
@@ -78,12 +78,9 @@ pub fn virsh(uri: &str, args: &[&str], limit: Duration) -> Result<String> {
         let _ = err.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if Instant::now() >= deadline {
+    let status = match wait_timeout::ChildExt::wait_timeout(&mut child, limit)? {
+        Some(s) => s,
+        None => {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
@@ -92,7 +89,6 @@ pub fn virsh(uri: &str, args: &[&str], limit: Duration) -> Result<String> {
                 limit.as_secs()
             );
         }
-        std::thread::sleep(Duration::from_millis(5));
     };
     let stdout = reader.join().unwrap_or_default();
     let stderr = err_reader.join().unwrap_or_default();

@@ -1,9 +1,10 @@
 //! Where log lines go. Commands log to stderr. Hooks also keep a log file
 //! (`/var/log/virt-vlan/virt-vlan.log`, `VIRT_VLAN_LOG_DIR` to move it): libvirt shows a
 //! hook's stderr only when the hook fails, and a detached helper has no stderr at all. The
-//! file is rotated to `.1` past 1 MiB, so it stays bounded. The `watch` daemon logs to stderr:
-//! under systemd (`JOURNAL_STREAM` set) that is journald, so lines carry `<N>` priorities and
-//! no timestamps of their own.
+//! file is rotated to `.1` past 1 MiB, so it stays bounded (by hand: no logging crate rotates
+//! by size and renames the way logrotate users expect, in a few lines). The `watch` daemon,
+//! under systemd (`JOURNAL_STREAM` set), logs to journald natively with tracing-journald
+//! (priorities, `SYSLOG_IDENTIFIER=virt-vlan`); elsewhere to stderr with timestamps.
 
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
@@ -52,39 +53,6 @@ impl std::io::Write for FileWriter {
     }
 }
 
-/// Writes each log line to stderr behind an sd-daemon priority prefix (`<3>` error …).
-struct Journal(&'static str);
-
-impl std::io::Write for Journal {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut line = Vec::with_capacity(buf.len() + 3);
-        line.extend_from_slice(self.0.as_bytes());
-        line.extend_from_slice(buf);
-        std::io::stderr().write_all(&line)?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
-}
-
-struct JournalWriter;
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for JournalWriter {
-    type Writer = Journal;
-    fn make_writer(&'a self) -> Journal {
-        Journal("<6>")
-    }
-    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Journal {
-        Journal(match *meta.level() {
-            Level::ERROR => "<3>",
-            Level::WARN => "<4>",
-            Level::INFO => "<6>",
-            _ => "<7>",
-        })
-    }
-}
-
 pub fn init(sink: Sink) {
     let builder = tracing_subscriber::fmt()
         .with_ansi(false)
@@ -96,12 +64,24 @@ pub fn init(sink: Sink) {
             .with_max_level(level)
             .with_writer(std::io::stderr)
             .init(),
-        Sink::Daemon(level) if std::env::var_os("JOURNAL_STREAM").is_some() => builder
-            .without_time()
-            .with_level(false)
-            .with_max_level(level)
-            .with_writer(JournalWriter)
-            .init(),
+        Sink::Daemon(level) if std::env::var_os("JOURNAL_STREAM").is_some() => {
+            match tracing_journald::layer() {
+                Ok(journal) => {
+                    use tracing_subscriber::layer::SubscriberExt;
+                    use tracing_subscriber::util::SubscriberInitExt;
+                    tracing_subscriber::registry()
+                        .with(journal.with_syslog_identifier("virt-vlan".into()))
+                        .with(tracing_subscriber::filter::LevelFilter::from_level(level))
+                        .init()
+                }
+                // no journal socket after all: plain lines on stderr, which systemd keeps
+                Err(_) => builder
+                    .without_time()
+                    .with_max_level(level)
+                    .with_writer(std::io::stderr)
+                    .init(),
+            }
+        }
         Sink::Daemon(level) => builder
             .with_max_level(level)
             .with_writer(std::io::stderr)

@@ -1,5 +1,8 @@
 //! `virt-vlan show`: one row per port of each managed bridge, who is in which VLAN and why,
-//! as an aligned table or JSON. Pure: built from config, kernel state and the record.
+//! as an aligned table or JSON, or drawn as a switch (`diagram`). Pure: built from config,
+//! kernel state and the record.
+
+pub mod diagram;
 
 use crate::config::Config;
 use crate::intent::Role;

@@ -34,47 +34,50 @@ const MAX_COALESCE: Duration = Duration::from_millis(250);
 const RESUBSCRIBE_FIRST: Duration = Duration::from_millis(500);
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(8);
 
-/// Blocked SIGHUP/SIGTERM/SIGINT, delivered through a signalfd the event loop polls.
+/// SIGHUP and SIGTERM/SIGINT as readable sockets the event loop polls: signal-hook's
+/// async-signal-safe handlers write a byte to one socket per kind.
 struct Signals {
-    fd: i32,
+    reload: std::os::unix::net::UnixStream,
+    stop: std::os::unix::net::UnixStream,
+}
+
+/// What a signal asks of the watcher.
+enum Asked {
+    Reload,
+    Stop,
 }
 
 impl Signals {
-    /// Blocks the signals (before any thread starts, so every thread inherits the mask).
-    fn block() -> Result<Signals> {
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for s in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
-                libc::sigaddset(&mut set, s);
-            }
-            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-                anyhow::bail!("cannot block signals");
-            }
-            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error()).context("cannot create a signalfd");
-            }
-            Ok(Signals { fd })
-        }
+    fn register() -> Result<Signals> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        use signal_hook::low_level::pipe;
+        let (reload, reload_w) = std::os::unix::net::UnixStream::pair()?;
+        let (stop, stop_w) = std::os::unix::net::UnixStream::pair()?;
+        pipe::register(SIGHUP, reload_w).context("cannot handle SIGHUP")?;
+        pipe::register(SIGTERM, stop_w.try_clone()?).context("cannot handle SIGTERM")?;
+        pipe::register(SIGINT, stop_w).context("cannot handle SIGINT")?;
+        reload.set_nonblocking(true)?;
+        stop.set_nonblocking(true)?;
+        Ok(Signals { reload, stop })
     }
 
-    fn take(&self) -> Vec<i32> {
-        let mut out = Vec::new();
-        loop {
-            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-            let n = unsafe {
-                libc::read(
-                    self.fd,
-                    &mut info as *mut _ as *mut libc::c_void,
-                    std::mem::size_of::<libc::signalfd_siginfo>(),
-                )
-            };
-            if n != std::mem::size_of::<libc::signalfd_siginfo>() as isize {
-                return out;
+    /// Drains both sockets: what was asked since the last look (a stop wins).
+    fn take(&mut self) -> Option<Asked> {
+        let drained = |s: &mut std::os::unix::net::UnixStream| {
+            let mut buf = [0u8; 64];
+            let mut any = false;
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                any = true;
             }
-            out.push(info.ssi_signo as i32);
+            any
+        };
+        if drained(&mut self.stop) {
+            return Some(Asked::Stop);
         }
+        drained(&mut self.reload).then_some(Asked::Reload)
     }
 }
 
@@ -476,7 +479,7 @@ impl Watcher {
 
 /// Runs the watcher until SIGTERM/SIGINT (or once, with `once`).
 pub fn run(config_path: &Path, once: bool) -> Result<()> {
-    let signals = Signals::block()?;
+    let mut signals = Signals::register()?;
     let mut w = Watcher::new(config_path)?;
     let mut events = LinkEvents::subscribe()?;
     if once {
@@ -494,7 +497,12 @@ pub fn run(config_path: &Path, once: bool) -> Result<()> {
                 revents: 0,
             },
             libc::pollfd {
-                fd: signals.fd,
+                fd: signals.reload.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: signals.stop.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -518,30 +526,29 @@ pub fn run(config_path: &Path, once: bool) -> Result<()> {
             }
             return Err(e).context("poll failed");
         }
-        if fds[1].revents != 0 {
-            for sig in signals.take() {
-                match sig {
-                    libc::SIGHUP => match Config::load(&w.config_path) {
-                        Ok(c) => {
-                            tracing::info!("SIGHUP: config {} reloaded", w.config_path.display());
-                            w.config = c;
-                            w.unclaimed.clear();
-                            if let Err(e) = w.reconcile("config reloaded") {
-                                tracing::error!("{e:#}");
-                            }
+        if fds[1].revents != 0 || fds[2].revents != 0 {
+            match signals.take() {
+                Some(Asked::Reload) => match Config::load(&w.config_path) {
+                    Ok(c) => {
+                        tracing::info!("SIGHUP: config {} reloaded", w.config_path.display());
+                        w.config = c;
+                        w.unclaimed.clear();
+                        if let Err(e) = w.reconcile("config reloaded") {
+                            tracing::error!("{e:#}");
                         }
-                        Err(e) => tracing::error!("SIGHUP: keeping the old config: {e:#}"),
-                    },
-                    _ => {
-                        tracing::info!("signal {sig}: exiting after {} run(s)", w.runs);
-                        return Ok(());
                     }
+                    Err(e) => tracing::error!("SIGHUP: keeping the old config: {e:#}"),
+                },
+                Some(Asked::Stop) => {
+                    tracing::info!("asked to stop: exiting after {} run(s)", w.runs);
+                    return Ok(());
                 }
+                None => {}
             }
         }
         let mut why: Option<String> = None;
         let ready: Vec<usize> = (0..w.libvirt_events.len())
-            .filter(|i| fds[2 + i].revents != 0)
+            .filter(|i| fds[3 + i].revents != 0)
             .collect();
         if !ready.is_empty() {
             why = w.libvirt_news(&ready);
