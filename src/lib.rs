@@ -22,6 +22,7 @@ pub mod linkwatch;
 pub mod logging;
 pub mod netdev;
 pub mod netlink;
+pub mod ovs;
 pub mod ownership;
 pub mod plan;
 pub mod port_vlans;
