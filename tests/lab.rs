@@ -522,7 +522,13 @@ fn watch_puts_back_what_others_change_and_leaves_foreign_ports_alone() {
         lab.port("g3"),
         w.log()
     );
-    // a foreign VID on a port nobody configured is theirs
+    // a foreign VID on a port nobody configured is theirs (counted once the g3 repair's
+    // run has logged: the kernel shows a repair before the watcher writes its log line)
+    assert!(
+        wait_for(10, || w.log().contains("write(s), ports g3")),
+        "{}",
+        w.log()
+    );
     let runs = w.writing_runs();
     lab.host("bridge vlan add dev g9 vid 777");
     std::thread::sleep(std::time::Duration::from_secs(2));
