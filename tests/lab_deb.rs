@@ -191,6 +191,13 @@ fn the_debian_package_installs_works_and_removes_exactly_its_own() {
     let deb = the_deb();
     println!("package: {}", deb.display());
     private_usr();
+    // A fresh machine: nothing of a virt-vlan installed by hand, which the suites before this
+    // one leave in the VM (their hook entries, their config).
+    let _ = Command::new(labkit::BIN)
+        .args(["install", "--uninstall"])
+        .stdin(Stdio::null())
+        .status();
+    let _ = std::fs::remove_dir_all("/etc/virt-vlan");
 
     // another program's hook, there before virt-vlan
     std::fs::create_dir_all(format!("{HOOKS}/qemu.d")).unwrap();
