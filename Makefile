@@ -3,8 +3,8 @@
 #   make test   every test: lint, unit tests here, lab tests in the lab VM
 #   make bench  benchmarks in the lab VM, writes BENCHMARKS.md
 
-# lab_deb (installs the package `make deb` builds) is not in the list yet: it still hangs
-# when it runs after the other suites; run it by hand with `make deb && lab/run-tests lab_deb`.
+# lab_deb (installs the package `make deb` builds) is not in the list yet: it does not pass
+# after the other suites in one boot; run it by hand: `make deb && lab/run-tests lab_deb`.
 LAB_SUITES := lab lab_libvirt lab_libvirt_live lab_ovs
 
 .PHONY: all build deps lint unit lab test demo bench deb
