@@ -524,6 +524,18 @@ pvid = 300
         k
     }
 
+    /// The pipeline with a journal that keeps nothing (the record is checked as returned).
+    fn run(
+        k: &mut FakeKernel,
+        c: &Config,
+        guests: &[GuestPort],
+        rec: &mut Record,
+        scope: &Scope,
+        mode: Mode,
+    ) -> Result<Outcome> {
+        reconcile(k, c, guests, rec, scope, mode, &mut |_| Ok(()))
+    }
+
     fn config(text: &str) -> Config {
         Config::parse("t.toml", text).unwrap()
     }
@@ -533,16 +545,7 @@ pvid = 300
         let c = config(CONF);
         let mut k = fresh_kernel(&["eth0", "veth0", "veth1", "other"]);
         let mut rec = Record::default();
-        let out = reconcile(
-            &mut k,
-            &c,
-            &[],
-            &mut rec,
-            &Scope::Host,
-            Mode::Apply,
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        let out = run(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
         assert!(out.applied);
         assert_eq!(
             k.port_vlans("br0", "veth0").to_string(),
@@ -566,16 +569,7 @@ pvid = 300
         assert_eq!(rec.get("br0", "eth0").unwrap().role, Role::Uplink);
         assert!(rec.get("br0", "other").is_none());
 
-        let again = reconcile(
-            &mut k,
-            &c,
-            &[],
-            &mut rec,
-            &Scope::Host,
-            Mode::Apply,
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        let again = run(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
         assert_eq!(again.stats.writes, 0, "converged host: zero writes");
         assert!(again.plan.is_empty());
     }
@@ -586,30 +580,12 @@ pvid = 300
         let mut k = fresh_kernel(&["eth0", "veth0", "veth1", "other"]);
         let snapshot = k.state.clone();
         let mut rec = Record::default();
-        let dry = reconcile(
-            &mut k,
-            &c,
-            &[],
-            &mut rec,
-            &Scope::Host,
-            Mode::DryRun,
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        let dry = run(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::DryRun).unwrap();
         assert!(!dry.applied);
         assert_eq!(dry.stats.writes, 0);
         assert_eq!(k.state, snapshot);
         assert_eq!(rec, Record::default());
-        let real = reconcile(
-            &mut k,
-            &c,
-            &[],
-            &mut rec,
-            &Scope::Host,
-            Mode::Apply,
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        let real = run(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
         assert_eq!(
             dry.plan, real.plan,
             "the dry run shows exactly what the real run does"
@@ -630,16 +606,7 @@ pvid = 300
         let c = config(CONF);
         let mut k = fresh_kernel(&["eth0", "veth0", "veth1"]);
         let mut rec = Record::default();
-        reconcile(
-            &mut k,
-            &c,
-            &[],
-            &mut rec,
-            &Scope::Host,
-            Mode::Apply,
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        run(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
         // someone adds a foreign VID to veth1
         k.state
             .bridges
@@ -660,16 +627,7 @@ pvid = 300
         let c2 = config(&CONF.replace("[[ports]]\ninterface = \"veth1\"\npvid = 300\n", ""));
         assert_eq!(c2.ports.len(), 1);
         // The record says veth1 is a guest port: a host-scope run releases it.
-        reconcile(
-            &mut k,
-            &c2,
-            &[],
-            &mut rec,
-            &Scope::Host,
-            Mode::Apply,
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        run(&mut k, &c2, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
         let v = k.port_vlans("br0", "veth1");
         assert_eq!(
             v.members(),
@@ -686,28 +644,10 @@ pvid = 300
         let c = config(&CONF.replace("pvid = 300", "pvid = 400"));
         let mut k = fresh_kernel(&["eth0", "veth0", "veth1"]);
         let mut rec = Record::default();
-        reconcile(
-            &mut k,
-            &c,
-            &[],
-            &mut rec,
-            &Scope::Host,
-            Mode::Apply,
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        run(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
         assert!(k.port_vlans("br0", "eth0").tagged.contains(400));
         let c2 = config(&CONF.replace("[[ports]]\ninterface = \"veth1\"\npvid = 300\n", ""));
-        reconcile(
-            &mut k,
-            &c2,
-            &[],
-            &mut rec,
-            &Scope::Host,
-            Mode::Apply,
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        run(&mut k, &c2, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
         assert!(!k.port_vlans("br0", "eth0").tagged.contains(400));
     }
 
@@ -800,14 +740,13 @@ pvid = 300
             },
         );
         let snapshot = k.state.clone();
-        let e = reconcile(
+        let e = run(
             &mut k,
             &c,
             &[],
             &mut Record::default(),
             &Scope::Host,
             Mode::Apply,
-            &mut |_| Ok(()),
         )
         .unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2);
@@ -820,16 +759,7 @@ pvid = 300
         let c = config(CONF);
         let mut k = fresh_kernel(&["eth0", "veth0", "veth1", "vnet0", "vnet1"]);
         let mut rec = Record::default();
-        reconcile(
-            &mut k,
-            &c,
-            &[],
-            &mut rec,
-            &Scope::Host,
-            Mode::Apply,
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        run(&mut k, &c, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
         let g = |name: &str, v: PortVlans| {
             GuestPort::new(
                 name,
@@ -843,14 +773,13 @@ pvid = 300
         };
         let trunk =
             PortVlans::build(Some(500), Native::Untagged, VidSet::new(), s("501-502")).unwrap();
-        reconcile(
+        run(
             &mut k,
             &c,
             &[g("vnet0", trunk.clone())],
             &mut rec,
             &Scope::Ports(["vnet0".into()].into()),
             Mode::Apply,
-            &mut |_| Ok(()),
         )
         .unwrap();
         assert_eq!(k.port_vlans("br0", "vnet0"), trunk);
@@ -858,14 +787,13 @@ pvid = 300
         assert_eq!(k.port_vlans("br0", "vnet1"), PortVlans::access(1));
         assert_eq!(k.port_vlans("br0", "eth0").tagged, s("100,200,300,500-502"));
         // a second guest keeps the first one's on-demand VIDs on the uplink
-        reconcile(
+        run(
             &mut k,
             &c,
             &[g("vnet1", PortVlans::access(600))],
             &mut rec,
             &Scope::Ports(["vnet1".into()].into()),
             Mode::Apply,
-            &mut |_| Ok(()),
         )
         .unwrap();
         assert_eq!(
@@ -913,14 +841,13 @@ pvid = 300
         }
         k.ignore_once.insert("veth0".into());
         let snapshot = k.state.clone();
-        let e = reconcile(
+        let e = run(
             &mut k,
             &c,
             &[],
             &mut Record::default(),
             &Scope::Host,
             Mode::Apply,
-            &mut |_| Ok(()),
         )
         .unwrap_err();
         assert!(format!("{e:#}").contains("the host is as it was"), "{e:#}");
