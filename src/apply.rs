@@ -83,6 +83,8 @@ pub fn reconcile(
         }
     }
     let shown = plan_all(&intent, &settings, &before, &simulated, &rec)?;
+    // what a switch cannot express is refused before anything changes, dry run included
+    sw.prepare(&shown.ports)?;
     let done = |plan, applied, sw: &dyn Switch| Outcome {
         plan,
         applied,
@@ -127,7 +129,13 @@ pub fn reconcile(
                 let rb = undo(sw, &managed, &before, &changed, &mut *journal, record);
                 bail!("the host changed while waiting for confirmation; run again{rb}");
             }
-            Ok(real) => plan = real,
+            Ok(real) => {
+                if let Err(e) = sw.prepare(&real.ports) {
+                    let rb = undo(sw, &managed, &before, &changed, &mut *journal, record);
+                    return Err(e.context(rb.trim_start_matches("; ").to_string()));
+                }
+                plan = real
+            }
             Err(e) => {
                 let rb = undo(sw, &managed, &before, &changed, &mut *journal, record);
                 return Err(e.context(rb.trim_start_matches("; ").to_string()));
@@ -507,6 +515,7 @@ pvid = 300
             settings: BridgeSettings::default(),
             self_vlans: PortVlans::access(1),
             ports: Default::default(),
+            ..Default::default()
         };
         for (i, p) in ports.iter().enumerate() {
             b.ports.insert(

@@ -473,9 +473,11 @@ impl Switch for Netlink {
                 BridgeState {
                     name: e.name.clone(),
                     ifindex: e.ifindex,
+                    kind: crate::state::BridgeKind::LinuxBridge,
                     settings: BridgeSettings::default(),
                     self_vlans: e.vlans.clone(),
                     ports: BTreeMap::new(),
+                    marked_ours: Default::default(),
                 },
             );
         }

@@ -212,6 +212,12 @@ impl Plan {
 
     /// The plan as commands a person could run, with a comment per port saying why.
     pub fn render(&self) -> String {
+        self.render_with(&|_| None)
+    }
+
+    /// `render`, with the commands for some ports given by `commands_of` (Open vSwitch ports
+    /// are `ovs-vsctl`, not `bridge vlan`).
+    pub fn render_with(&self, commands_of: &dyn Fn(&PortPlan) -> Option<Vec<String>>) -> String {
         let mut out = String::new();
         for s in &self.settings {
             let _ = writeln!(out, "{}", s.command());
@@ -236,8 +242,17 @@ impl Plan {
                 p.before,
                 p.desired
             );
-            for w in p.writes() {
-                let _ = writeln!(out, "{}", command(&w));
+            match commands_of(p) {
+                Some(lines) => {
+                    for l in lines {
+                        let _ = writeln!(out, "{l}");
+                    }
+                }
+                None => {
+                    for w in p.writes() {
+                        let _ = writeln!(out, "{}", command(&w));
+                    }
+                }
             }
         }
         if out.is_empty() {
@@ -377,9 +392,32 @@ pub fn plan_settings(intent: &Intent, state: &HostState) -> Result<Vec<SettingsC
                 .filter(|p| *p != have.vlan_protocol),
             before: have,
         };
-        if !change.is_empty() {
-            out.push(change);
+        if change.is_empty() {
+            continue;
         }
+        if bs.kind == crate::state::BridgeKind::OpenVswitch {
+            // Open vSwitch filters VLANs always, gives a new port no VLAN of its own and
+            // speaks 802.1Q on access ports: none of these settings exists there.
+            let mut what = Vec::new();
+            if change.vlan_filtering.is_some() {
+                what.push("vlan_filtering = false");
+            }
+            if change.default_pvid.is_some() {
+                what.push("a default_pvid other than 0");
+            }
+            if change.vlan_protocol.is_some() {
+                what.push("vlan_protocol 802.1ad");
+            }
+            return Err(crate::error::BadInput(format!(
+                "bridge {} is an Open vSwitch bridge, which has no {}; remove it from \
+                 [bridges.{}] in the config",
+                b.name,
+                what.join(", "),
+                b.name
+            ))
+            .into());
+        }
+        out.push(change);
     }
     Ok(out)
 }
@@ -408,6 +446,9 @@ pub fn plan_ports(
         };
         let mut mine =
             owned(&b.name, port, ifindex).union(&pi.replaceable.intersection(&current.members()));
+        if bs.marked_ours.contains(port) {
+            mine = mine.union(&current.members());
+        }
         for d in defaults {
             if enslave_default_left(pi.role, &current, *d) {
                 mine.insert(*d);

@@ -32,15 +32,42 @@ impl Default for BridgeSettings {
     }
 }
 
+/// Which switch a bridge is; each has its own backend (netlink, OVSDB).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BridgeKind {
+    /// A Linux bridge, driven over netlink.
+    #[default]
+    LinuxBridge,
+    /// An Open vSwitch bridge, driven over OVSDB. Its `ifindex` and its ports' are stable
+    /// numbers derived from their row UUIDs (a re-created row gets a new one), not kernel
+    /// ifindexes; its own port is the internal port named like the bridge.
+    OpenVswitch,
+}
+
+impl BridgeKind {
+    /// How messages name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            BridgeKind::LinuxBridge => "Linux bridge",
+            BridgeKind::OpenVswitch => "Open vSwitch bridge",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BridgeState {
     pub name: String,
     pub ifindex: u32,
+    pub kind: BridgeKind,
     /// Filled for the bridges a run looks at closely (managed ones); default otherwise.
     pub settings: BridgeSettings,
     /// The bridge's own port (`bridge vlan … self`).
     pub self_vlans: PortVlans,
     pub ports: BTreeMap<String, PortState>,
+    /// Ports the switch itself marks as virt-vlan's (Open vSwitch: our key in the Port row's
+    /// `external_ids`). A port's VLAN columns are one value there, not a set of memberships:
+    /// on a port marked ours, whatever it carries is ours to replace (drift, not a foreign VID).
+    pub marked_ours: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -163,6 +190,7 @@ mod tests {
             settings: BridgeSettings::default(),
             self_vlans: PortVlans::access(1),
             ports: BTreeMap::new(),
+            ..Default::default()
         };
         b.ports
             .insert("fresh".into(), port("fresh", PortVlans::access(1)));

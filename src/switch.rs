@@ -3,7 +3,7 @@
 //! only) models the kernel's bridge VLAN rules in memory so the pipeline's rollback paths can
 //! be exercised exhaustively without a kernel.
 
-use crate::plan::{PortWrite, SettingsChange};
+use crate::plan::{PortPlan, PortWrite, SettingsChange};
 use crate::state::HostState;
 use anyhow::Result;
 use std::collections::BTreeSet;
@@ -54,6 +54,11 @@ pub trait Switch {
     fn set_settings(&mut self, change: &SettingsChange) -> Result<()>;
     /// Sends every write, in order, and answers for each.
     fn write(&mut self, writes: &[PortWrite]) -> Vec<Result<(), WriteError>>;
+    /// Looks at the port plans before anything is written: refuses (bad input) what this
+    /// switch cannot express. The kernel can express every plan.
+    fn prepare(&mut self, _ports: &[PortPlan]) -> Result<()> {
+        Ok(())
+    }
     fn stats(&self) -> Stats;
 }
 
