@@ -6,7 +6,6 @@ use crate::check::Level;
 use crate::config::Config;
 use crate::error::BadInput;
 use crate::intent::Scope;
-use crate::netlink::Netlink;
 use crate::store::Store;
 use crate::switch::Switch;
 use anyhow::{Context, Result};
@@ -24,8 +23,17 @@ pub fn apply(config_path: &Path, dry_run: bool, confirm: bool, stats: bool) -> R
     for n in &guests.notes {
         tracing::info!("{n}");
     }
+    let render = |plan: &crate::plan::Plan| {
+        plan.render_with(&|p| {
+            state
+                .bridges
+                .get(&p.bridge)
+                .is_some_and(|b| b.kind == crate::state::BridgeKind::OpenVswitch)
+                .then(|| crate::ovs::switch::commands(p))
+        })
+    };
     let mut ask = |plan: &crate::plan::Plan| -> bool {
-        print!("{}", plan.render());
+        print!("{}", render(plan));
         eprint!("apply these {} change(s)? [y/N] ", plan.write_count());
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
@@ -39,7 +47,7 @@ pub fn apply(config_path: &Path, dry_run: bool, confirm: bool, stats: bool) -> R
     };
     let outcome = crate::session::run(&store, &config, &guests.ports, &Scope::Host, mode)?;
     if dry_run {
-        print!("{}", outcome.plan.render());
+        print!("{}", render(&outcome.plan));
     } else if !outcome.applied {
         if !outcome.plan.is_empty() {
             println!("not applied: nothing changed");
@@ -67,8 +75,8 @@ pub fn apply(config_path: &Path, dry_run: bool, confirm: bool, stats: bool) -> R
 
 /// Reads the kernel for `config`'s bridges.
 fn read_host(config: &Config) -> Result<crate::state::HostState> {
-    let mut nl = Netlink::open()?;
-    nl.read(&config.bridges.keys().cloned().collect())
+    let mut sw = crate::host_switch::HostSwitch::open(config)?;
+    sw.read(&config.bridges.keys().cloned().collect())
 }
 
 /// `virt-vlan show [--json | --diagram] [--svg FILE]`
@@ -143,7 +151,7 @@ fn gather_findings(config_path: &Path) -> Result<Vec<crate::check::Finding>> {
     // the bridges libvirt's <vlan>s plug into are read too, managed or not
     let mut bridges: std::collections::BTreeSet<String> = config.bridges.keys().cloned().collect();
     bridges.extend(uses.iter().map(|u| u.bridge.clone()));
-    let state = Netlink::open()?.read(&bridges)?;
+    let state = crate::host_switch::HostSwitch::open(&config)?.read(&bridges)?;
     let host = crate::check::probe::host_facts(&view);
     Ok(crate::check::check(&config, &state, &record, &uses, &host))
 }

@@ -87,6 +87,8 @@ pub struct Config {
     pub bridges: BTreeMap<String, BridgeConfig>,
     pub ports: Vec<PortConfig>,
     pub hooks: HookConfig,
+    /// `[ovs] socket`: where ovsdb-server listens, when not Debian's default.
+    pub ovs_socket: Option<String>,
 }
 
 /// One managed bridge.
@@ -155,6 +157,14 @@ struct RawConfig {
     ports: Vec<Spanned<RawPort>>,
     #[serde(default)]
     hooks: Option<RawHooks>,
+    #[serde(default)]
+    ovs: Option<RawOvs>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOvs {
+    socket: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -248,6 +258,7 @@ impl Config {
             bridges,
             ports,
             hooks,
+            ovs_socket: raw.ovs.and_then(|o| o.socket),
         };
         config.check_cross_references()?;
         Ok(config)
@@ -535,6 +546,8 @@ interface = "veth0"
 pvid = 100
 tagged = "200,300"
 native = "untagged"
+[ovs]
+socket = "/run/openvswitch/db.sock"
 "#;
 
     fn parse(text: &str) -> Result<Config, String> {
@@ -562,6 +575,7 @@ native = "untagged"
         assert_eq!(up.at.line, 10);
         assert_eq!(c.ports.len(), 1);
         assert_eq!(c.ports[0].interface, "veth0");
+        assert_eq!(c.ovs_socket.as_deref(), Some("/run/openvswitch/db.sock"));
         assert_eq!(
             c.ports[0].vlans.to_string(),
             "pvid 100 untagged 100 tagged 200,300"

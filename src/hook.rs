@@ -392,7 +392,7 @@ fn domain_release(store: &Store, config: &Config, domain: &str) -> Result<()> {
 /// are there.
 fn network_reapply(store: &Store, config: &Config, network: &str) -> Result<()> {
     let k = NetworkKnowledge::remembered(store);
-    let mut nl = crate::netlink::Netlink::open()?;
+    let mut nl = crate::host_switch::HostSwitch::open(config)?;
     let state = nl.read(&config.bridges.keys().cloned().collect())?;
     let mut ports = Vec::new();
     for (_, xml) in store.remembered(Kind::Domain) {
@@ -648,7 +648,7 @@ fn port_deleted(store: &Store, config: &Config, stdin: &str) -> Result<()> {
 /// daemon `start`/`reload`: every managed bridge's settings, uplinks and own port, the
 /// config's ports, and every guest port hooks told us about, without asking libvirt.
 fn host_reapply(store: &Store, config: &Config) -> Result<()> {
-    let mut nl = crate::netlink::Netlink::open()?;
+    let mut nl = crate::host_switch::HostSwitch::open(config)?;
     let state = nl.read(&config.bridges.keys().cloned().collect())?;
     let g = crate::guests::gather(config, store, &state, false)?;
     for n in &g.notes {

@@ -12,6 +12,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod guests;
 pub mod hook;
+pub mod host_switch;
 pub mod install;
 pub mod intent;
 pub mod kvmvlan;

@@ -1,14 +1,19 @@
-//! One locked run against the real kernel: take the store lock, load the ownership record,
-//! run the pipeline with netlink (which saves the record ahead of its writes), save the
-//! record. Every entry point (apply, hooks, watch)
-//! goes through here, so they never fight.
+//! One locked run against the real host: take the store lock, load the ownership record,
+//! run the pipeline on the host's switches (netlink, and OVSDB where Open vSwitch runs; the
+//! pipeline saves the record ahead of its writes), save the record. Every entry point
+//! (apply, hooks, watch) goes through here, so they never fight. A run whose OVSDB
+//! transaction lost to another client's change (it wrote nothing there) re-reads and runs
+//! again, a bounded number of times.
 
 use crate::apply::{Mode, Outcome, reconcile};
 use crate::config::Config;
+use crate::host_switch::HostSwitch;
 use crate::intent::{GuestPort, Scope};
-use crate::netlink::Netlink;
 use crate::store::Store;
 use anyhow::Result;
+
+/// Runs after an OVSDB conflict before giving up.
+const CONFLICT_ATTEMPTS: usize = 5;
 
 /// Runs the pipeline for `scope` holding the lock; the record is saved only if the run
 /// applied (a dry run or a declined confirmation leaves it as it was).
@@ -19,11 +24,11 @@ pub fn run(
     scope: &Scope,
     mode: Mode,
 ) -> Result<Outcome> {
-    let mut nl = Netlink::open()?;
+    let mut sw = HostSwitch::open(config)?;
     if matches!(mode, Mode::DryRun) {
         let mut record = store.load_unlocked()?;
         return reconcile(
-            &mut nl,
+            &mut sw,
             config,
             guests,
             &mut record,
@@ -36,15 +41,33 @@ pub fn run(
     let mut record = store.load(&lock)?;
     // written ahead of the kernel writes: a run that dies half-way leaves claims, not orphans
     let mut journal = |r: &crate::ownership::Record| store.save(&lock, r);
-    let outcome = reconcile(
-        &mut nl,
-        config,
-        guests,
-        &mut record,
-        scope,
-        mode,
-        &mut journal,
-    )?;
+    let mut mode = mode;
+    let mut attempt = 1;
+    let outcome = loop {
+        let confirm = matches!(mode, Mode::Confirm(_));
+        let result = reconcile(
+            &mut sw,
+            config,
+            guests,
+            &mut record,
+            scope,
+            match &mut mode {
+                Mode::DryRun => Mode::DryRun,
+                Mode::Apply => Mode::Apply,
+                Mode::Confirm(ask) => Mode::Confirm(&mut **ask),
+            },
+            &mut journal,
+        );
+        match result {
+            // a confirmed plan is not re-planned behind the user's back
+            Err(e) if sw.conflicted() && !confirm && attempt < CONFLICT_ATTEMPTS => {
+                tracing::info!("{e:#}; reading again (attempt {})", attempt + 1);
+                attempt += 1;
+                sw = HostSwitch::open(config)?;
+            }
+            other => break other?,
+        }
+    };
     if outcome.applied {
         store.save(&lock, &record)?;
     }

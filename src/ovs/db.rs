@@ -408,6 +408,20 @@ impl Ovsdb {
         Ok(written)
     }
 
+    /// Replaces each port's guarded columns with `after`, guarded by `before`, in one
+    /// transaction, and waits for ovs-vswitchd to apply it.
+    pub fn replace_ports(&mut self, ports: &[WrittenPort]) -> Result<(), OvsError> {
+        let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+        let next_cfg = self.guarded_write(
+            &format!("virt-vlan: set VLANs of {}", names.join(", ")),
+            ports.iter().map(|p| (p, &p.before, &p.after)),
+        )?;
+        match next_cfg {
+            Some(n) => self.wait_applied(n),
+            None => Ok(()),
+        }
+    }
+
     /// Puts back what `written` replaced, guarded: a port someone changed since our write is
     /// not touched, and the whole undo fails with `Conflict`. Waits for ovs-vswitchd.
     pub fn rollback(&mut self, written: &Written) -> Result<(), OvsError> {

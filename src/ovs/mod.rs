@@ -9,8 +9,11 @@
 //!   both ways, with refusals for what Open vSwitch cannot express.
 //! - `db`: the session — read bridges, ports and interfaces in one transaction; write VLAN
 //!   columns guarded by `wait` ops, bump `next_cfg`, wait for ovs-vswitchd's `cur_cfg`; undo.
+//! - `switch`: the pipeline's view — rows as bridge states, port writes as one guarded
+//!   transaction of all three VLAN columns per port, exact put-back.
 
 pub mod db;
 pub mod json_rpc;
 pub mod ops;
+pub mod switch;
 pub mod vlans;

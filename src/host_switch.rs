@@ -1,0 +1,157 @@
+//! The switch of a whole host: Linux bridges over netlink and Open vSwitch bridges over
+//! OVSDB behind one `Switch`, so the pipeline runs unchanged on either. Which kind a managed
+//! bridge is comes from the system: a bridge ovsdb-server knows is an Open vSwitch bridge,
+//! anything else is looked for among the kernel's bridges. ovsdb-server is asked only when its
+//! socket exists; a socket that exists but does not answer is an error (a bridge we cannot
+//! see could be half-managed otherwise).
+
+use crate::config::Config;
+use crate::netlink::Netlink;
+use crate::ovs::db::{DEFAULT_SOCKET, Ovsdb};
+use crate::ovs::switch::OvsSwitch;
+use crate::plan::{PortPlan, PortWrite, SettingsChange};
+use crate::state::HostState;
+use crate::switch::{Stats, Switch, WriteError};
+use anyhow::{Context, Result};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+/// Overrides `[ovs] socket` (tests run their own ovsdb-server).
+pub const OVSDB_ENV: &str = "VIRT_VLAN_OVSDB";
+
+pub struct HostSwitch {
+    kernel: Netlink,
+    ovs: Option<OvsSwitch>,
+    /// The Open vSwitch bridges of the latest read.
+    ovs_bridges: BTreeSet<String>,
+}
+
+/// Where ovsdb-server listens for this config.
+pub fn ovsdb_socket(config: &Config) -> PathBuf {
+    std::env::var_os(OVSDB_ENV)
+        .map(PathBuf::from)
+        .or_else(|| config.ovs_socket.as_ref().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
+impl HostSwitch {
+    /// Netlink, and OVSDB when its socket exists.
+    pub fn open(config: &Config) -> Result<Self> {
+        let socket = ovsdb_socket(config);
+        let ovs = if socket.exists() {
+            let db = Ovsdb::connect(&socket).with_context(|| {
+                format!(
+                    "Open vSwitch's database socket {} exists but does not answer; \
+                     start ovsdb-server, or remove the stale socket",
+                    socket.display()
+                )
+            })?;
+            Some(OvsSwitch::new(db))
+        } else {
+            None
+        };
+        Ok(HostSwitch {
+            kernel: Netlink::open()?,
+            ovs,
+            ovs_bridges: BTreeSet::new(),
+        })
+    }
+
+    /// Whether a write failed because another OVSDB client changed a port this run read:
+    /// the run changed nothing there and may re-read and retry.
+    pub fn conflicted(&self) -> bool {
+        self.ovs.as_ref().is_some_and(OvsSwitch::conflicted)
+    }
+
+    fn is_ovs(&self, bridge: &str) -> bool {
+        self.ovs_bridges.contains(bridge)
+    }
+}
+
+impl Switch for HostSwitch {
+    fn read(&mut self, managed: &BTreeSet<String>) -> Result<HostState> {
+        let ovs = match &mut self.ovs {
+            Some(o) => o.read()?,
+            None => Vec::new(),
+        };
+        self.ovs_bridges = ovs.iter().map(|b| b.name.clone()).collect();
+        let linux: BTreeSet<String> = managed.difference(&self.ovs_bridges).cloned().collect();
+        let mut host = self.kernel.read(&linux)?;
+        for b in ovs {
+            host.bridges.insert(b.name.clone(), b);
+        }
+        Ok(host)
+    }
+
+    fn set_settings(&mut self, change: &SettingsChange) -> Result<()> {
+        if self.is_ovs(&change.bridge) {
+            // plan_settings refuses every setting on an Open vSwitch bridge
+            anyhow::bail!(
+                "bridge {} is an Open vSwitch bridge: no settings",
+                change.bridge
+            );
+        }
+        self.kernel.set_settings(change)
+    }
+
+    fn write(&mut self, writes: &[PortWrite]) -> Vec<Result<(), WriteError>> {
+        type Indexed<'a> = Vec<(usize, &'a PortWrite)>;
+        let (ovs, linux): (Indexed, Indexed) = writes
+            .iter()
+            .enumerate()
+            .partition(|(_, w)| self.is_ovs(&w.bridge));
+        let mut out: Vec<Result<(), WriteError>> = vec![Ok(()); writes.len()];
+        if !linux.is_empty() {
+            let batch: Vec<PortWrite> = linux.iter().map(|(_, w)| (*w).clone()).collect();
+            for ((i, _), r) in linux.iter().zip(self.kernel.write(&batch)) {
+                out[*i] = r;
+            }
+        }
+        if !ovs.is_empty() {
+            let batch: Vec<&PortWrite> = ovs.iter().map(|(_, w)| *w).collect();
+            let result = match &mut self.ovs {
+                Some(o) => o.write(&batch),
+                None => Err(WriteError {
+                    bridge: batch[0].bridge.clone(),
+                    port: batch[0].port.clone(),
+                    errno: libc::ENOTCONN,
+                    message: "no connection to ovsdb-server".into(),
+                }),
+            };
+            if let Err(e) = result {
+                for (i, _) in &ovs {
+                    out[*i] = Err(e.clone());
+                }
+                // one error for the whole transaction, said once
+                for (i, _) in ovs.iter().skip(1) {
+                    out[*i] = Ok(());
+                }
+            }
+        }
+        out
+    }
+
+    fn prepare(&mut self, ports: &[PortPlan]) -> Result<()> {
+        let ovs: Vec<PortPlan> = ports
+            .iter()
+            .filter(|p| self.is_ovs(&p.bridge))
+            .cloned()
+            .collect();
+        for p in ovs.iter().filter(|p| !p.is_noop()) {
+            crate::ovs::switch::planned_columns(p)?;
+        }
+        if let Some(o) = &mut self.ovs {
+            o.note_sources(&ovs);
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> Stats {
+        let k = self.kernel.stats();
+        let o = self.ovs.as_ref().map(OvsSwitch::stats).unwrap_or_default();
+        Stats {
+            writes: k.writes + o.writes,
+            reads: k.reads + o.reads,
+        }
+    }
+}
