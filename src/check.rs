@@ -85,16 +85,7 @@ pub fn json_report(findings: &[Finding], exit: u8, bad_input: bool) -> String {
     serde_json::to_string_pretty(&doc).expect("a JSON value serializes")
 }
 
-/// A running guest interface that libvirt gives a `<vlan>` of its own (interface, portgroup
-/// or network), on the bridge it plugs into.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LibvirtVlanUse {
-    pub domain: String,
-    pub interface: String,
-    pub bridge: String,
-    /// Which `<vlan>`: `interface <vlan>`, `portgroup … <vlan>`…
-    pub what: String,
-}
+pub use crate::guests::LibvirtVlanUse;
 
 /// What `check` knows about the host around the kernel's bridges (read by `probe`).
 #[derive(Clone, Debug, Default)]

@@ -7,7 +7,7 @@
 //! as root. The time limit is wait-timeout's (SIGCHLD-driven, no polling); only the kill of
 //! the script's whole process group is ours, which no crate does for a `Child`.
 
-use crate::hook::Call;
+use crate::hook_call::Call;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;

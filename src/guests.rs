@@ -53,6 +53,17 @@ impl NetworkKnowledge {
     }
 }
 
+/// A running guest interface that libvirt gives a `<vlan>` of its own (interface, portgroup
+/// or network), on the bridge it plugs into.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LibvirtVlanUse {
+    pub domain: String,
+    pub interface: String,
+    pub bridge: String,
+    /// Which `<vlan>`: `interface <vlan>`, `portgroup … <vlan>`…
+    pub what: String,
+}
+
 /// Running domains and networks as one source saw them.
 pub struct DomainView {
     pub domains: Vec<Domain>,
@@ -150,7 +161,7 @@ impl DomainView {
 
 /// Every interface of the view's domains that libvirt gives a `<vlan>` of its own, with the
 /// bridge it plugs into (for `check`). Malformed ones are `apply`'s business, not listed.
-pub fn libvirt_vlan_uses(view: &DomainView) -> Vec<crate::check::LibvirtVlanUse> {
+pub fn libvirt_vlan_uses(view: &DomainView) -> Vec<LibvirtVlanUse> {
     let nets = view.knowledge.view();
     let mut out = Vec::new();
     for d in &view.domains {
@@ -161,7 +172,7 @@ pub fn libvirt_vlan_uses(view: &DomainView) -> Vec<crate::check::LibvirtVlanUse>
             ) else {
                 continue;
             };
-            out.push(crate::check::LibvirtVlanUse {
+            out.push(LibvirtVlanUse {
                 domain: d.name.clone(),
                 interface: iface.label(),
                 bridge,

@@ -2,8 +2,8 @@
 //! ever removed), what it wants there and where that came from. Pure data and rules; the file
 //! and its lock live in `store`.
 
-use crate::intent::{Origin, Role};
 use crate::port_vlans::PortVlans;
+use crate::provenance::{Origin, Role};
 use crate::state::HostState;
 use crate::vid::VidSet;
 use std::collections::BTreeMap;
