@@ -1137,3 +1137,132 @@ fn lxc_container_gets_its_metadata_vlan_apply_knows_it_and_destroy_releases() {
         root_port("up1")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// 6. Open vSwitch guests: libvirt plugs them in with ovs-vsctl, our hooks give their VLANs
+// ---------------------------------------------------------------------------------------
+
+/// Bridge ovsvv on the host's Open vSwitch with an on-demand uplink upo (a veth): guests may
+/// have VIDs 1-2000, like br1's.
+const OVS_PART: &str = r#"
+[bridges.ovsvv]
+allowed = "1-2000"
+[bridges.ovsvv.uplinks.upo]
+on_demand = true
+"#;
+
+/// A bridge-mode libvirt network on ovsvv with a portgroup named by convention (VLAN 46).
+const OVSNET: &str = "<network><name>ovsnet</name><forward mode='bridge'/><bridge name='ovsvv'/>\
+    <virtualport type='openvswitch'/><portgroup name='dmz-46'/></network>";
+
+/// An interface plugged into Open vSwitch bridge `bridge`, with libvirt's `<vlan>` if given.
+fn ovs_nic(bridge: &str, mac: &str, vlan: Option<&str>) -> String {
+    format!(
+        "<interface type='bridge'><source bridge='{bridge}'/><virtualport type='openvswitch'/>\
+         <mac address='{mac}'/>{}<model type='virtio'/></interface>",
+        vlan.unwrap_or("")
+    )
+}
+
+#[test]
+fn ovs_guests_get_metadata_libvirt_vlan_and_portgroup_vlans_one_winner_and_stop_prunes() {
+    let _t = turn();
+    let _base = BaseConfigAfter;
+    let _ = Command::new("ip").args(["link", "del", "upo"]).status();
+    must(
+        "ip link add upo type veth peer name upo-peer && ip link set upo up && ip link set upo-peer up",
+    );
+    let ovs = labkit::ovs::Ovs::start_system("lv-ovs");
+    ovs.vsctl(&["add-br", "ovsvv", "--", "add-port", "ovsvv", "upo"]);
+    set_config(&format!("{BASE}{OVS_PART}"));
+    vv_ok(&["apply"]);
+    let columns = |port: &str| ovs.vlan_columns(port);
+    let access = |vid: u16| ("access".to_string(), vid.to_string(), "[]".to_string());
+    assert_eq!(
+        columns("upo"),
+        ("trunk".into(), "4095".into(), "[4095]".into()),
+        "no guest yet: the uplink carries no VLAN, never every VLAN"
+    );
+
+    let _n = Network::new("ovsnet");
+    std::fs::write("/tmp/ovsnet.xml", OVSNET).unwrap();
+    virsh_ok(&["net-define", "/tmp/ovsnet.xml"]);
+    virsh_ok(&["net-start", "ovsnet"]);
+    let _g = Guests::new(&["lv-ovs", "lv-ovs-bad"]);
+    let (a, b, c, d) = (
+        "52:54:00:7a:00:01",
+        "52:54:00:7a:00:02",
+        "52:54:00:7a:00:03",
+        "52:54:00:7a:00:04",
+    );
+    let (v43, v44) = (libvirt_vlan(43), libvirt_vlan(44));
+    define(
+        "lv-ovs",
+        &[
+            ovs_nic("ovsvv", a, None),
+            ovs_nic("ovsvv", b, Some(&v43)),
+            ovs_nic("ovsvv", c, Some(&v44)),
+            network_nic("ovsnet", d, "dmz-46"),
+        ],
+        &meta(&[(a, &vv_access(42)), (c, &vv_access(45))]),
+    );
+    virsh_ok(&["start", "lv-ovs"]);
+    let (ta, tb, tc, td) = (
+        tap("lv-ovs", a),
+        tap("lv-ovs", b),
+        tap("lv-ovs", c),
+        tap("lv-ovs", d),
+    );
+    assert_eq!(columns(&ta), access(42), "metadata");
+    assert_eq!(columns(&tb), access(43), "libvirt's own <vlan>");
+    assert_eq!(
+        columns(&tc),
+        access(45),
+        "metadata beats the interface's <vlan> 44: one winner, never both"
+    );
+    assert_eq!(columns(&td), access(46), "the portgroup's name");
+    assert_eq!(ovs.get(&ta, "external_ids:virt-vlan-owned"), "true");
+    assert_eq!(
+        columns("upo"),
+        ("trunk".into(), "[]".into(), "[42, 43, 45, 46]".into()),
+        "the on-demand uplink carries what the guests use"
+    );
+    assert!(source_of(&tc).contains("metadata"), "{}", source_of(&tc));
+    // converged: the hooks left nothing for apply to do
+    let o = vv(&["apply", "--stats"]);
+    let stats = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stats}");
+    assert!(stats.contains("\"writes\":0"), "{stats}");
+
+    // `allowed` holds on Open vSwitch too: the start is refused, nothing changes
+    let e = "52:54:00:7a:00:09";
+    define(
+        "lv-ovs-bad",
+        &[ovs_nic("ovsvv", e, None)],
+        &meta(&[(e, &vv_access(3000))]),
+    );
+    let o = virsh(&["start", "lv-ovs-bad"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a guest outside `allowed` started");
+    assert!(err.contains("3000") && err.contains("allowed"), "{err}");
+    assert_eq!(
+        columns("upo"),
+        ("trunk".into(), "[]".into(), "[42, 43, 45, 46]".into())
+    );
+
+    // the guest stops: libvirt deletes its ports, our release hook prunes the uplink
+    virsh_ok(&["destroy", "lv-ovs"]);
+    assert!(
+        wait_for(30, || columns("upo").2 == "[4095]"),
+        "uplink after the stop: {:?}",
+        columns("upo")
+    );
+    assert_eq!(
+        columns("upo").1,
+        "4095",
+        "isolated, never an empty trunk list"
+    );
+    drop(_g);
+    drop(ovs);
+    let _ = Command::new("ip").args(["link", "del", "upo"]).status();
+}

@@ -10,9 +10,12 @@
 //! target `test = false`; run it with
 //! `cargo test --release --test lab_ovs -- --test-threads 1`, here or inside the lab VM.
 
+mod labkit;
+
+use labkit::ovs::Ovs;
+use labkit::{Endpoint, Lab, SUBNET, assert_ping_matrix};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use virt_vlan::ovs::db::{
     OWNED_KEY, OvsError, Ovsdb, PortChange, SOURCE_KEY, Snapshot, retry_on_conflict,
@@ -21,132 +24,17 @@ use virt_vlan::ovs::vlans::{Carried, from_columns, to_columns};
 use virt_vlan::port_vlans::{Native, PortVlans};
 use virt_vlan::vid::VidSet;
 
-const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 const VNET0_MAC: &str = "52:54:00:4e:00:01";
 const VNET1_MAC: &str = "52:54:00:4e:00:02";
 const VM_ID: &str = "6c1a0f1e-8d7b-4d8e-9a51-0c3f7e2b1a04";
 
-/// One private Open vSwitch: ovsdb-server, and ovs-vswitchd when asked for. Dropping it stops
-/// both (by the pids in their pidfiles) and removes the directory.
-struct Ovs {
-    dir: PathBuf,
-    sock: PathBuf,
-    vswitchd: bool,
+/// What only these tests ask of the daemons.
+trait OvsExt {
+    fn connect(&self) -> Ovsdb;
+    fn seed_004(&self);
 }
 
-impl Ovs {
-    fn start(test: &str, vswitchd: bool) -> Ovs {
-        let dir = PathBuf::from(format!("/tmp/virt-vlan-ovs-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let ovs = Ovs {
-            sock: dir.join("db.sock"),
-            dir,
-            vswitchd,
-        };
-        let d = ovs.dir.display().to_string();
-        ovs.run("ovsdb-tool", &["create", &format!("{d}/conf.db"), SCHEMA]);
-        ovs.run(
-            "ovsdb-server",
-            &[
-                &format!("{d}/conf.db"),
-                &format!("--remote=punix:{d}/db.sock"),
-                &format!("--pidfile={d}/ovsdb.pid"),
-                &format!("--unixctl={d}/ovsdb.ctl"),
-                "--detach",
-                &format!("--log-file={d}/ovsdb.log"),
-            ],
-        );
-        ovs.vsctl_no_wait(&["init"]);
-        if vswitchd {
-            ovs.run(
-                "unshare",
-                &[
-                    "--net",
-                    "--",
-                    "ovs-vswitchd",
-                    &format!("unix:{d}/db.sock"),
-                    &format!("--pidfile={d}/vswitchd.pid"),
-                    &format!("--unixctl={d}/vswitchd.ctl"),
-                    "--detach",
-                    &format!("--log-file={d}/vswitchd.log"),
-                ],
-            );
-        }
-        ovs
-    }
-
-    /// Runs `program args` with the daemons' run, log and database directories pointed here.
-    fn run(&self, program: &str, args: &[&str]) -> String {
-        let out = Command::new(program)
-            .args(args)
-            .env("OVS_RUNDIR", &self.dir)
-            .env("OVS_LOGDIR", &self.dir)
-            .env("OVS_DBDIR", &self.dir)
-            .output()
-            .unwrap_or_else(|e| panic!("{program}: {e} (apt-get install openvswitch-switch)"));
-        assert!(
-            out.status.success(),
-            "{program} {args:?}: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// ovs-vsctl as another client would run it; waits for ovs-vswitchd when it runs.
-    fn vsctl(&self, args: &[&str]) -> String {
-        let db = format!("--db=unix:{}", self.sock.display());
-        let mut all = vec![db.as_str(), "--timeout=20"];
-        if !self.vswitchd {
-            all.push("--no-wait");
-        }
-        all.extend_from_slice(args);
-        self.run("ovs-vsctl", &all).trim().to_string()
-    }
-
-    fn vsctl_no_wait(&self, args: &[&str]) -> String {
-        let db = format!("--db=unix:{}", self.sock.display());
-        let mut all = vec![db.as_str(), "--timeout=20", "--no-wait"];
-        all.extend_from_slice(args);
-        self.run("ovs-vsctl", &all).trim().to_string()
-    }
-
-    /// `ovs-vsctl get Port NAME COLUMN`, unquoted.
-    fn get(&self, name: &str, column: &str) -> String {
-        self.vsctl(&["get", "Port", name, column])
-            .trim_matches('"')
-            .to_string()
-    }
-
-    /// The three VLAN columns as ovs-vsctl prints them: `(vlan_mode, tag, trunks)`.
-    fn vlan_columns(&self, name: &str) -> (String, String, String) {
-        (
-            self.get(name, "vlan_mode"),
-            self.get(name, "tag"),
-            self.get(name, "trunks"),
-        )
-    }
-
-    fn cfg(&self, column: &str) -> i64 {
-        self.vsctl(&["get", "Open_vSwitch", ".", column])
-            .parse()
-            .unwrap()
-    }
-
-    /// The database log's records (one per committed transaction), as `ovsdb-tool` prints them.
-    fn log_records(&self) -> Vec<String> {
-        let log = self.run(
-            "ovsdb-tool",
-            &[
-                "show-log",
-                "-m",
-                &self.dir.join("conf.db").display().to_string(),
-            ],
-        );
-        log.split("\nrecord ").map(str::to_string).collect()
-    }
-
+impl OvsExt for Ovs {
     fn connect(&self) -> Ovsdb {
         Ovsdb::connect(&self.sock).unwrap()
     }
@@ -183,47 +71,6 @@ impl Ovs {
         args.extend(ext("vnet1", VNET1_MAC, 1));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.vsctl(&args);
-    }
-}
-
-impl Drop for Ovs {
-    fn drop(&mut self) {
-        for pidfile in ["vswitchd.pid", "ovsdb.pid"] {
-            if let Some(pid) = std::fs::read_to_string(self.dir.join(pidfile))
-                .ok()
-                .and_then(|s| s.trim().parse::<libc::pid_t>().ok())
-            {
-                stop(pid);
-            }
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else {
-            eprintln!("kept {} for its logs", self.dir.display());
-        }
-    }
-}
-
-/// Stops one daemon we started: SIGTERM, then SIGKILL after 5 s.
-fn stop(pid: libc::pid_t) {
-    let alive = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                !s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-            .unwrap_or(false)
-    };
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if alive() {
-        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
 
@@ -579,4 +426,283 @@ fn an_unreachable_socket_is_named() {
         msg.contains(&missing.display().to_string()) && msg.contains("ovsdb-server"),
         "{msg}"
     );
+}
+
+/// A guest on OVS port `port`: a veth whose peer `eth0` is in a namespace of its own, with an
+/// untagged address (in the VLAN the port's PVID puts it in).
+fn ovs_guest(lab: &mut Lab, port: &str, octet: u8, vlan: u16) -> Endpoint {
+    let ns = lab.netns(port);
+    let host = lab.name.clone();
+    lab.queue(
+        &host,
+        &format!("link add {port} type veth peer name eth0 netns {ns}"),
+    );
+    lab.queue(&host, &format!("link set {port} up"));
+    lab.queue(&ns, "link set eth0 up");
+    let ip = format!("{SUBNET}.{octet}");
+    lab.queue(&ns, &format!("addr add {ip}/24 dev eth0"));
+    Endpoint {
+        label: port.to_string(),
+        ns,
+        ip,
+        vlan,
+    }
+}
+
+/// `virt-vlan` in the lab's host namespace, talking to this test's ovsdb-server.
+fn vv_ovs(lab: &Lab, ovs: &Ovs, args: &[&str]) -> std::process::Output {
+    lab.vv_command(args)
+        .env("VIRT_VLAN_OVSDB", &ovs.sock)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn vv_ovs_ok(lab: &Lab, ovs: &Ovs, args: &[&str]) -> String {
+    let o = vv_ovs(lab, ovs, args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.status.success(),
+        "virt-vlan {args:?} failed ({}):\n{text}",
+        o.status
+    );
+    println!("$ virt-vlan {}\n{text}", args.join(" "));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Port writes of one `apply --stats` (OVS Port rows changed).
+fn ovs_apply_writes(lab: &Lab, ovs: &Ovs) -> u64 {
+    let o = vv_ovs(lab, ovs, &["apply", "--stats"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "apply failed: {err}");
+    let line = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .expect("stats line");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v["writes"].as_u64().unwrap()
+}
+
+const SEED_004_CONFIG: &str = r#"
+[bridges.ovsbr0]
+[bridges.ovsbr0.uplinks.up0]
+on_demand = true
+[[ports]]
+interface = "vlan1234"
+pvid = 1234
+[[ports]]
+interface = "g100"
+pvid = 100
+[[ports]]
+interface = "g200"
+pvid = 200
+[[ports]]
+interface = "gnat"
+pvid = 100
+tagged = "200"
+"#;
+
+/// Seed 004's host on Open vSwitch with the kernel datapath, managed by the same config,
+/// commands and pipeline as a Linux bridge: an uplink into an upstream switch (802.1Q
+/// subinterfaces), the host's own address on internal port `vlan1234`, guests as access
+/// ports and one native-untagged trunk. Real frames decide: the full ping matrix. Then a
+/// converged re-apply writes nothing, a foreign port is left alone, drift by hand is
+/// repaired, the on-demand uplink shrinks (never to an empty list), what OVS cannot express
+/// is refused with nothing changed, and ovs-vswitchd restarted keeps everything.
+#[test]
+fn seed_004_on_open_vswitch_through_the_pipeline() {
+    let mut lab = Lab::new("ovs4");
+    let host = lab.name.clone();
+    // the upstream switch: 802.1Q subinterfaces of its eth0, each in a namespace of its own
+    let sw = lab.netns("sw");
+    lab.queue(
+        &host,
+        &format!("link add up0 type veth peer name eth0 netns {sw}"),
+    );
+    lab.queue(&host, "link set up0 up");
+    lab.queue(&sw, "link set eth0 up");
+    let mut endpoints = vec![
+        lab.tagged_endpoint("up100", &sw, 100, "802.1Q", 1),
+        lab.tagged_endpoint("up200", &sw, 200, "802.1Q", 2),
+        lab.tagged_endpoint("up1234", &sw, 1234, "802.1Q", 3),
+        ovs_guest(&mut lab, "g100", 11, 100),
+        ovs_guest(&mut lab, "g200", 12, 200),
+        ovs_guest(&mut lab, "gnat", 13, 100),
+    ];
+    // gnat's tagged VLAN 200, from inside the guest
+    let gnat_ns = endpoints[5].ns.clone();
+    lab.queue(
+        &gnat_ns,
+        "link add link eth0 name eth0.200 type vlan id 200",
+    );
+    let g200t = lab.netns("gnat200");
+    lab.queue(&gnat_ns, &format!("link set eth0.200 netns {g200t}"));
+    lab.queue(&g200t, "link set eth0.200 up");
+    lab.queue(&g200t, &format!("addr add {SUBNET}.14/24 dev eth0.200"));
+    endpoints.push(Endpoint {
+        label: "gnat.200".into(),
+        ns: g200t,
+        ip: format!("{SUBNET}.14"),
+        vlan: 200,
+    });
+    lab.build();
+
+    let ovs = Ovs::start_in_netns("seed004", &host);
+    ovs.vsctl(&[
+        "add-br",
+        "ovsbr0",
+        "--",
+        "add-port",
+        "ovsbr0",
+        "up0",
+        "--",
+        "add-port",
+        "ovsbr0",
+        "g100",
+        "--",
+        "add-port",
+        "ovsbr0",
+        "g200",
+        "--",
+        "add-port",
+        "ovsbr0",
+        "gnat",
+        "--",
+        "add-port",
+        "ovsbr0",
+        "vlan1234",
+        "--",
+        "set",
+        "Interface",
+        "vlan1234",
+        "type=internal",
+        "--",
+        "add-port",
+        "ovsbr0",
+        "other0",
+        "tag=300",
+        "--",
+        "set",
+        "Interface",
+        "other0",
+        "type=internal",
+    ]);
+    let vlan1234 = lab.netns("vlan1234");
+    labkit::must(&format!(
+        "ip -n {host} link set vlan1234 netns {vlan1234} && \
+         ip -n {vlan1234} link set vlan1234 up && \
+         ip -n {vlan1234} addr add {SUBNET}.20/24 dev vlan1234"
+    ));
+    endpoints.push(Endpoint {
+        label: "host1234".into(),
+        ns: vlan1234,
+        ip: format!("{SUBNET}.20"),
+        vlan: 1234,
+    });
+    let foreign_before = ovs.vlan_columns("other0");
+    lab.config(SEED_004_CONFIG);
+
+    // the dry run says it in ovs-vsctl's words and changes nothing
+    let dry = vv_ovs_ok(&lab, &ovs, &["apply", "--dry-run"]);
+    assert!(
+        dry.contains("ovs-vsctl set Port g100 vlan_mode=access tag=100 trunks=[]"),
+        "{dry}"
+    );
+    assert_eq!(
+        ovs.vlan_columns("g100"),
+        ("[]".into(), "[]".into(), "[]".into())
+    );
+
+    vv_ovs_ok(&lab, &ovs, &["apply"]);
+    assert_eq!(
+        ovs.vlan_columns("up0"),
+        ("trunk".into(), "[]".into(), "[100, 200, 1234]".into())
+    );
+    assert_eq!(
+        ovs.vlan_columns("g100"),
+        ("access".into(), "100".into(), "[]".into())
+    );
+    assert_eq!(
+        ovs.vlan_columns("gnat"),
+        ("native-untagged".into(), "100".into(), "[100, 200]".into())
+    );
+    assert_eq!(
+        ovs.vlan_columns("vlan1234"),
+        ("access".into(), "1234".into(), "[]".into())
+    );
+    assert_eq!(ovs.get("g100", "external_ids:virt-vlan-owned"), "true");
+    assert_eq!(
+        ovs.vlan_columns("other0"),
+        foreign_before,
+        "a foreign port is left alone"
+    );
+    let show = vv_ovs_ok(&lab, &ovs, &["show"]);
+    assert!(show.contains("ovsbr0") && show.contains("gnat"), "{show}");
+    assert_ping_matrix(&endpoints);
+
+    // converged: nothing to write
+    assert_eq!(ovs_apply_writes(&lab, &ovs), 0);
+
+    // drift by hand is repaired, and only the drifted port is written
+    ovs.vsctl(&["set", "Port", "g100", "tag=200"]);
+    assert_eq!(ovs_apply_writes(&lab, &ovs), 1);
+    assert_eq!(
+        ovs.vlan_columns("g100"),
+        ("access".into(), "100".into(), "[]".into())
+    );
+
+    // ovs-vswitchd restarted: the database kept it all, frames flow as before
+    ovs.restart_vswitchd(&["ip", "netns", "exec", &host]);
+    assert_eq!(ovs_apply_writes(&lab, &ovs), 0);
+    assert_ping_matrix(&endpoints);
+
+    // what OVS cannot express is refused, naming port and fix, and nothing changes
+    let before: Vec<_> = ["up0", "g100", "g200", "gnat"]
+        .iter()
+        .map(|p| ovs.vlan_columns(p))
+        .collect();
+    lab.config(&SEED_004_CONFIG.replace(
+        "interface = \"g200\"\npvid = 200",
+        "interface = \"g200\"\nuntagged = \"300,301\"",
+    ));
+    let o = vv_ovs(&lab, &ovs, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("g200") && err.contains("untagged"), "{err}");
+    let after: Vec<_> = ["up0", "g100", "g200", "gnat"]
+        .iter()
+        .map(|p| ovs.vlan_columns(p))
+        .collect();
+    assert_eq!(before, after, "a refused run changes nothing");
+
+    // the on-demand uplink shrinks with its guests, never to an empty list
+    lab.config(
+        &SEED_004_CONFIG
+            .replace("interface = \"g200\"\npvid = 200\n", "")
+            .replace("[[ports]]\n[[ports]]", "[[ports]]")
+            .replace("pvid = 100\ntagged = \"200\"", "pvid = 100"),
+    );
+    println!(
+        "{}",
+        std::fs::read_to_string(lab.dir.join("virt-vlan.toml")).unwrap()
+    );
+    vv_ovs_ok(&lab, &ovs, &["apply"]);
+    assert_eq!(
+        ovs.vlan_columns("up0"),
+        ("trunk".into(), "[]".into(), "[100, 1234]".into())
+    );
+    lab.config("[bridges.ovsbr0]\n[bridges.ovsbr0.uplinks.up0]\non_demand = true\n");
+    vv_ovs_ok(&lab, &ovs, &["apply"]);
+    let (mode, tag, trunks) = ovs.vlan_columns("up0");
+    assert_ne!(trunks, "[]", "an empty trunks list would carry every VLAN");
+    assert_eq!(
+        (mode.as_str(), tag.as_str(), trunks.as_str()),
+        ("trunk", "4095", "[4095]")
+    );
+    assert_eq!(ovs.vlan_columns("other0"), foreign_before);
 }
