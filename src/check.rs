@@ -242,6 +242,19 @@ fn check_bridge(config: &Config, state: &HostState, record: &Record, name: &str,
         push(Level::Error, "kernel", crate::state::vlan_unsupported(name));
         return;
     }
+    for port in &bs.every_vlan {
+        push(
+            Level::Warning,
+            "every-vlan",
+            format!(
+                "bridge {name} ({}): port {port} carries every VLAN (a trunk with an empty \
+                 `trunks` list, which Open vSwitch reads as all of them); give it its VLANs \
+                 in the config (`[[ports]]`, an uplink or `self`) or with libvirt, or set \
+                 its trunks",
+                bs.kind.describe()
+            ),
+        );
+    }
     if bs.settings.vlan_filtering != bc.vlan_filtering {
         push(
             Level::Error,
@@ -760,6 +773,22 @@ mod tests {
             &HostFacts::default(),
         );
         assert!(levels(&f, Level::Warning).is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn an_open_vswitch_port_that_trunks_every_vlan_is_a_warning() {
+        let c = Config::parse("t.toml", CONF).unwrap();
+        let mut h = st(true, true, &["eth0", "veth0", "vnet7"]);
+        let b = h.bridges.get_mut("br0").unwrap();
+        b.kind = crate::state::BridgeKind::OpenVswitch;
+        b.every_vlan.insert("vnet7".into());
+        let f = check(&c, &h, &Record::default(), &[], &HostFacts::default());
+        let w = levels(&f, Level::Warning);
+        assert!(
+            w.iter().any(|m| m.contains("port vnet7 carries every VLAN")
+                && m.contains("Open vSwitch bridge")),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -478,6 +478,7 @@ impl Switch for Netlink {
                     self_vlans: e.vlans.clone(),
                     ports: BTreeMap::new(),
                     marked_ours: Default::default(),
+                    every_vlan: Default::default(),
                 },
             );
         }

@@ -68,6 +68,9 @@ pub struct BridgeState {
     /// `external_ids`). A port's VLAN columns are one value there, not a set of memberships:
     /// on a port marked ours, whatever it carries is ours to replace (drift, not a foreign VID).
     pub marked_ours: std::collections::BTreeSet<String>,
+    /// Ports that carry every VLAN (Open vSwitch: a trunk or native port with an empty
+    /// `trunks`), shown as carrying none of ours; `check` warns about them.
+    pub every_vlan: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

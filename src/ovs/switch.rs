@@ -54,9 +54,13 @@ pub fn bridge_state(b: &super::db::Bridge) -> BridgeState {
         self_vlans: PortVlans::none(),
         ports: BTreeMap::new(),
         marked_ours: BTreeSet::new(),
+        every_vlan: BTreeSet::new(),
     };
     for p in &b.ports {
         let vlans = carried_vlans(&p.state.vlans);
+        if matches!(from_columns(&p.state.vlans), Carried::EveryVlan { .. }) {
+            state.every_vlan.insert(p.name.clone());
+        }
         if p.owned() {
             state.marked_ours.insert(p.name.clone());
         }
@@ -354,6 +358,11 @@ mod tests {
         );
         assert_eq!(s.ports["vlan1234"].vlans, PortVlans::access(1234));
         assert_eq!(s.ports["vnet0"].vlans, PortVlans::none());
+        assert_eq!(
+            s.every_vlan,
+            BTreeSet::from(["ovsbr0".to_string(), "vnet0".to_string()]),
+            "no columns: every VLAN"
+        );
         assert_eq!(s.ports["eth0"].ifindex, row_id("p1"));
     }
 
