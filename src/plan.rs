@@ -446,7 +446,7 @@ pub fn plan_ports(
         };
         let mut mine =
             owned(&b.name, port, ifindex).union(&pi.replaceable.intersection(&current.members()));
-        if bs.marked_ours.contains(port) {
+        if bs.marked_ours.contains(port) || bs.every_vlan.contains(port) {
             mine = mine.union(&current.members());
         }
         for d in defaults {

@@ -69,7 +69,8 @@ pub struct BridgeState {
     /// on a port marked ours, whatever it carries is ours to replace (drift, not a foreign VID).
     pub marked_ours: std::collections::BTreeSet<String>,
     /// Ports that carry every VLAN (Open vSwitch: a trunk or native port with an empty
-    /// `trunks`), shown as carrying none of ours; `check` warns about them.
+    /// `trunks`): the switch's default for an unconfigured port, nobody's choice, so all of it
+    /// is replaced when the port is managed; `check` warns about them.
     pub every_vlan: std::collections::BTreeSet<String>,
 }
 

@@ -550,6 +550,8 @@ fn seed_004_on_open_vswitch_through_the_pipeline() {
         ip: format!("{SUBNET}.14"),
         vlan: 200,
     });
+    // the host's own address lives on internal port vlan1234, moved into a namespace of its own
+    let vlan1234 = lab.netns("vlan1234");
     lab.build();
 
     let ovs = Ovs::start_in_netns("seed004", &host);
@@ -592,7 +594,6 @@ fn seed_004_on_open_vswitch_through_the_pipeline() {
         "other0",
         "type=internal",
     ]);
-    let vlan1234 = lab.netns("vlan1234");
     labkit::must(&format!(
         "ip -n {host} link set vlan1234 netns {vlan1234} && \
          ip -n {vlan1234} link set vlan1234 up && \

@@ -13,9 +13,10 @@ use super::db::{OWNED_KEY, Ovsdb, Port, PortState, SOURCE_KEY, WrittenPort};
 use super::vlans::{Carried, PortVlanColumns, from_columns, to_columns};
 use crate::error::BadInput;
 use crate::plan::{PortOp, PortPlan, PortWrite};
-use crate::port_vlans::{PortVlans, VlanFlags};
+use crate::port_vlans::{Native, PortVlans, VlanFlags};
 use crate::state::{BridgeKind, BridgeSettings, BridgeState, PortState as KernelPort};
 use crate::switch::{Stats, WriteError};
+use crate::vid::VidSet;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A stable number for a row (FNV-1a of its UUID, never 0), standing in for an ifindex: the
@@ -30,12 +31,28 @@ pub fn row_id(uuid: &str) -> u32 {
 }
 
 /// What a port carries, in the port model. A port that carries every VLAN (an empty `trunks`)
-/// or something the model has no words for is shown as carrying none of ours: virt-vlan
-/// replaces all three columns when it manages such a port, and `check` warns about it.
+/// carries 1-4094, tagged but for its native VLAN; all of that is Open vSwitch's default for an
+/// unconfigured port, nobody's choice, and replaced whole when virt-vlan manages the port
+/// (`BridgeState::every_vlan`); `check` warns about it. Something the model has no words for
+/// (QinQ, VLAN 0 on a trunk) is shown as carrying none.
 pub fn carried_vlans(c: &PortVlanColumns) -> PortVlans {
     match from_columns(c) {
         Carried::Vlans(v) => v,
-        Carried::EveryVlan { .. } | Carried::Other(_) => PortVlans::none(),
+        Carried::EveryVlan { native } => {
+            let mut v = PortVlans::none();
+            v.tagged = VidSet::all();
+            if let Some((pvid, how)) = native {
+                v.set(
+                    pvid,
+                    VlanFlags {
+                        pvid: true,
+                        untagged: how == Native::Untagged,
+                    },
+                );
+            }
+            v
+        }
+        Carried::Other(_) => PortVlans::none(),
     }
 }
 
@@ -302,7 +319,6 @@ mod tests {
     use crate::intent::Origin;
     use crate::ovs::db::Bridge;
     use crate::ovs::vlans::VlanMode;
-    use crate::vid::VidSet;
 
     fn port(name: &str, uuid: &str, vlans: PortVlanColumns) -> Port {
         Port {
@@ -349,15 +365,15 @@ mod tests {
         assert_eq!(s.kind, BridgeKind::OpenVswitch);
         assert_eq!(s.settings.default_pvid, 0);
         assert!(s.settings.vlan_filtering);
-        // the bridge's own port trunks everything (no columns): none of ours
-        assert_eq!(s.self_vlans, PortVlans::none());
+        // the bridge's own port trunks everything (no columns)
+        assert_eq!(s.self_vlans.tagged, VidSet::all());
         assert_eq!(s.ports.len(), 3);
         assert_eq!(
             s.ports["eth0"].vlans.tagged,
             "10,20".parse::<VidSet>().unwrap()
         );
         assert_eq!(s.ports["vlan1234"].vlans, PortVlans::access(1234));
-        assert_eq!(s.ports["vnet0"].vlans, PortVlans::none());
+        assert_eq!(s.ports["vnet0"].vlans.members(), VidSet::all());
         assert_eq!(
             s.every_vlan,
             BTreeSet::from(["ovsbr0".to_string(), "vnet0".to_string()]),
