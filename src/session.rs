@@ -61,7 +61,7 @@ pub fn run(
         match result {
             // a confirmed plan is not re-planned behind the user's back
             Err(e) if sw.conflicted() && !confirm && attempt < CONFLICT_ATTEMPTS => {
-                tracing::info!("{e:#}; reading again (attempt {})", attempt + 1);
+                tracing::warn!("{e:#}; reading again (attempt {})", attempt + 1);
                 attempt += 1;
                 sw = HostSwitch::open(config)?;
             }

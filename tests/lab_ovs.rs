@@ -619,7 +619,22 @@ fn seed_004_on_open_vswitch_through_the_pipeline() {
         ("[]".into(), "[]".into(), "[]".into())
     );
 
-    vv_ovs_ok(&lab, &ovs, &["apply"]);
+    // another client changes a port between our read and our write: the guarded transaction
+    // fails with nothing written, the run reads again and applies, the other change stays
+    let o = lab
+        .vv_command(&["apply"])
+        .env("VIRT_VLAN_OVSDB", &ovs.sock)
+        .env("VIRT_VLAN_FAULT_OVS_RACE", "g100")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("changed since it was read") && err.contains("reading again (attempt 2)"),
+        "{err}"
+    );
+    assert_eq!(ovs.get("g100", "external_ids:raced"), "yes");
     assert_eq!(
         ovs.vlan_columns("up0"),
         ("trunk".into(), "[]".into(), "[100, 200, 1234]".into())

@@ -155,6 +155,27 @@ pub fn commands(p: &PortPlan) -> Vec<String> {
     }
 }
 
+/// Fault injection, for tests only: with `VIRT_VLAN_FAULT_OVS_RACE=PORT` set, just before this
+/// process's first write transaction another OVSDB client (`ovs-vsctl`) sets
+/// `external_ids:raced=yes` on Port PORT — a real concurrent change to a row the transaction
+/// guards, so the lab can watch the run lose, re-read and retry.
+pub const FAULT_OVS_RACE: &str = "VIRT_VLAN_FAULT_OVS_RACE";
+
+/// Races once per process (a retry opens a new switch).
+fn race_once(db: &std::path::Path) {
+    static RACED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let Ok(port) = std::env::var(FAULT_OVS_RACE) else {
+        return;
+    };
+    if RACED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let _ = std::process::Command::new("ovs-vsctl")
+        .arg(format!("--db=unix:{}", db.display()))
+        .args(["--no-wait", "set", "Port", &port, "external_ids:raced=yes"])
+        .status();
+}
+
 /// The Open vSwitch side of one run.
 pub struct OvsSwitch {
     db: Ovsdb,
@@ -285,6 +306,7 @@ impl OvsSwitch {
         }
         let names: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
         let first = writes[0];
+        race_once(self.db.path());
         match self.db.replace_ports(&ports) {
             Ok(()) => {
                 self.stats.writes += ports.len() as u64;
