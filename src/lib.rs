@@ -1,39 +1,26 @@
-//! virt-vlan: a Linux bridge as a managed 802.1Q switch for libvirt/KVM guests.
+//! virt-vlan: a Linux bridge or an Open vSwitch bridge as a managed 802.1Q switch for
+//! libvirt/KVM guests.
 //!
-//! Data flow: inputs (config, libvirt XML, kernel state) → `intent` → `plan` → `apply`
-//! (netlink) → verify. `intent`, `plan` and `sources` are pure; `netlink`, `store`,
-//! `libvirt_live` and the command and hook modules are the thin I/O edges.
+//! The folders follow the data: `inputs` (config, libvirt XML, sources) → `core` (intent,
+//! plan, the pipeline; pure) → `backends` (Linux bridge over netlink, Open vSwitch over
+//! OVSDB) → `entry` (hooks, apply, watch, show, check). `store`, `logging` and `error` serve
+//! them all. Every module is also reachable by its own name (`crate::intent`, …), so code says
+//! what it uses, not where it is filed.
 
-pub mod apply;
-pub mod check;
-pub mod commands;
-pub mod config;
-pub mod dispatcher;
+pub mod backends;
+pub mod core;
+pub mod entry;
 pub mod error;
-pub mod guests;
-pub mod hook;
-pub mod hook_call;
-pub mod host_switch;
-pub mod install;
-pub mod intent;
-pub mod kvmvlan;
-pub mod libvirt_live;
-pub mod libvirt_vlan;
-pub mod libvirt_xml;
-pub mod linkwatch;
+pub mod inputs;
 pub mod logging;
-pub mod netdev;
-pub mod netlink;
-pub mod ovs;
-pub mod ownership;
-pub mod plan;
-pub mod port_vlans;
-pub mod provenance;
-pub mod session;
-pub mod show;
-pub mod sources;
-pub mod state;
 pub mod store;
-pub mod switch;
-pub mod vid;
-pub mod watch;
+
+pub use crate::backends::linux_bridge::{linkwatch, netdev, netlink};
+pub use crate::backends::{host_switch, ovs};
+pub use crate::core::{apply, intent, ownership, plan, port_vlans, provenance, state, switch, vid};
+pub use crate::entry::{
+    check, commands, dispatcher, hook, hook_call, install, session, show, watch,
+};
+pub use crate::inputs::{
+    config, guests, kvmvlan, libvirt_live, libvirt_vlan, libvirt_xml, sources,
+};
