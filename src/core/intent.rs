@@ -23,6 +23,18 @@ pub struct GuestPort {
     /// interface's own (or its portgroup's, or its network's) `<vlan>` itself before our
     /// hooks run. The winning source replaces them: a port never carries two sources' union.
     pub replaceable: VidSet,
+    /// The domain's UUID and the interface's MAC (lowercase), when known: on a switch that
+    /// marks guest ports with them (Open vSwitch, `vm-id`/`attached-mac`), the port is found
+    /// by these, not by its reusable name.
+    pub identity: Option<GuestIdentity>,
+}
+
+/// Who a guest port belongs to, as libvirt marks it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GuestIdentity {
+    pub vm_id: String,
+    /// Lowercase `52:54:00:…`.
+    pub mac: String,
 }
 
 impl GuestPort {
@@ -33,8 +45,42 @@ impl GuestPort {
             vlans,
             origin,
             replaceable: VidSet::new(),
+            identity: None,
         }
     }
+}
+
+/// The port a guest interface really has: on a switch that marks guest ports (Open vSwitch),
+/// the one marked with its identity, whatever libvirt's XML calls it; a port of that name
+/// marked for someone else is refused. Elsewhere, the name.
+fn guest_port_name(state: &HostState, g: &GuestPort) -> Result<String> {
+    let Some(id) = &g.identity else {
+        return Ok(g.ifname.clone());
+    };
+    let marked = state
+        .bridges
+        .values()
+        .flat_map(|b| b.guest_marks.iter())
+        .find(|(_, m)| *m == id);
+    if let Some((port, _)) = marked {
+        return Ok(port.clone());
+    }
+    if let Some(other) = state
+        .bridge_of(&g.ifname)
+        .and_then(|b| b.guest_marks.get(&g.ifname))
+    {
+        bail!(
+            "{}: port {} is marked as another guest's (vm-id {}, mac {}), not this interface's \
+             (vm-id {}, mac {}); the name was reused",
+            g.origin,
+            g.ifname,
+            other.vm_id,
+            other.mac,
+            id.vm_id,
+            id.mac
+        );
+    }
+    Ok(g.ifname.clone())
 }
 
 /// One port's desired VLANs.
@@ -132,19 +178,25 @@ pub fn resolve(
             );
         }
     }
+    // libvirt's name for a guest port → the port its marks say it has (when they differ)
+    let mut renamed: BTreeMap<&str, String> = BTreeMap::new();
     for g in guests {
-        let bridge = bind_port(config, state, &g.ifname, None)
-            .map_err(|e| anyhow!("{}: port {}: {e}", g.origin, g.ifname))?;
-        if let Some((_, first)) = guest_ports.get(&g.ifname) {
+        let ifname = guest_port_name(state, g)?;
+        if ifname != g.ifname {
+            renamed.insert(&g.ifname, ifname.clone());
+        }
+        let bridge = bind_port(config, state, &ifname, None)
+            .map_err(|e| anyhow!("{}: port {}: {e}", g.origin, ifname))?;
+        if let Some((_, first)) = guest_ports.get(&ifname) {
             bail!(
                 "port {} is given VLANs twice: by {} and by {}",
-                g.ifname,
+                ifname,
                 first.origin,
                 g.origin
             );
         }
         guest_ports.insert(
-            g.ifname.clone(),
+            ifname.clone(),
             (
                 bridge,
                 PortIntent {
@@ -158,6 +210,7 @@ pub fn resolve(
     }
     if let Scope::Ports(only) = scope {
         for name in only {
+            let name = renamed.get(name.as_str()).unwrap_or(name);
             if !guest_ports.contains_key(name) {
                 bail!("port {name} is in scope but nothing says which VLANs it carries");
             }
@@ -426,6 +479,38 @@ tagged = "200,300"
         assert_eq!(b.ports["br0"].role, Role::SelfPort);
         // a port nobody configured is not in the intent at all
         assert!(!b.ports.contains_key("vnet9"));
+    }
+
+    #[test]
+    fn a_guest_port_is_found_by_libvirts_marks_not_by_a_reused_name() {
+        let c = config(CONF);
+        let mut st = state(&[("br0", &["eth0", "veth0", "vnet3", "vnet9"])]);
+        let id = |vm: &str| GuestIdentity {
+            vm_id: vm.into(),
+            mac: "52:54:00:00:00:01".into(),
+        };
+        let b = st.bridges.get_mut("br0").unwrap();
+        b.guest_marks.insert("vnet9".into(), id("web1"));
+        b.guest_marks.insert("vnet3".into(), id("db1"));
+        let mut g = GuestPort::new("vnet3", PortVlans::access(42), Origin::new("metadata"));
+        g.identity = Some(id("web1"));
+        let scope = Scope::Ports(["vnet3".to_string()].into());
+        let i = resolve(&c, &st, &[g.clone()], &Record::default(), &scope).unwrap();
+        assert_eq!(i.bridges["br0"].ports["vnet9"].vlans, PortVlans::access(42));
+        assert!(!i.bridges["br0"].ports.contains_key("vnet3"));
+        // the name points at another guest's port and its own is not there: refused
+        st.bridges
+            .get_mut("br0")
+            .unwrap()
+            .guest_marks
+            .remove("vnet9");
+        let e = resolve(&c, &st, &[g], &Record::default(), &Scope::Host)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("vnet3") && e.contains("db1") && e.contains("reused"),
+            "{e}"
+        );
     }
 
     #[test]

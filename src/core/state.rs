@@ -72,6 +72,9 @@ pub struct BridgeState {
     /// `trunks`): the switch's default for an unconfigured port, nobody's choice, so all of it
     /// is replaced when the port is managed; `check` warns about them.
     pub every_vlan: std::collections::BTreeSet<String>,
+    /// Ports marked as a guest interface's by libvirt (Open vSwitch Interface `external_ids`
+    /// `vm-id` and `attached-mac`), by port name.
+    pub guest_marks: BTreeMap<String, crate::intent::GuestIdentity>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

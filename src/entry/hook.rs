@@ -242,6 +242,10 @@ fn isolate(
                     interface: Some(i.alias.clone().unwrap_or_else(|| i.mac.clone())),
                 },
                 replaceable: libvirts,
+                identity: d.uuid.as_ref().map(|u| crate::intent::GuestIdentity {
+                    vm_id: u.clone(),
+                    mac: i.mac.clone(),
+                }),
             })
         })
         .collect();

@@ -67,6 +67,10 @@ pub fn resolve_domain(d: &Domain, config: &Config, nets: &Networks) -> Result<Re
                 interface: Some(iface.alias.clone().unwrap_or_else(|| iface.mac.clone())),
             },
             replaceable,
+            identity: d.uuid.as_ref().map(|u| crate::intent::GuestIdentity {
+                vm_id: u.clone(),
+                mac: iface.mac.clone(),
+            }),
         });
     }
     Ok(out)

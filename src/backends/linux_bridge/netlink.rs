@@ -479,6 +479,7 @@ impl Switch for Netlink {
                     ports: BTreeMap::new(),
                     marked_ours: Default::default(),
                     every_vlan: Default::default(),
+                    guest_marks: Default::default(),
                 },
             );
         }

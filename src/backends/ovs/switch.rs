@@ -72,6 +72,7 @@ pub fn bridge_state(b: &super::db::Bridge) -> BridgeState {
         ports: BTreeMap::new(),
         marked_ours: BTreeSet::new(),
         every_vlan: BTreeSet::new(),
+        guest_marks: BTreeMap::new(),
     };
     for p in &b.ports {
         let vlans = carried_vlans(&p.state.vlans);
@@ -84,6 +85,19 @@ pub fn bridge_state(b: &super::db::Bridge) -> BridgeState {
         if p.name == b.name {
             state.self_vlans = vlans;
             continue;
+        }
+        if let Some((vm_id, mac)) = p
+            .interfaces
+            .iter()
+            .find_map(|i| Some((i.vm_id()?, i.attached_mac()?)))
+        {
+            state.guest_marks.insert(
+                p.name.clone(),
+                crate::intent::GuestIdentity {
+                    vm_id: vm_id.to_string(),
+                    mac: mac.to_ascii_lowercase(),
+                },
+            );
         }
         state.ports.insert(
             p.name.clone(),
