@@ -722,3 +722,104 @@ fn seed_004_on_open_vswitch_through_the_pipeline() {
     );
     assert_eq!(ovs.vlan_columns("other0"), foreign_before);
 }
+
+/// `virt-vlan watch` on an Open vSwitch bridge: drift by hand repaired, a port added later
+/// given its VLANs, a deleted one pruned from the on-demand uplink, and ovsdb-server
+/// restarted under it (it connects again and keeps repairing). Never polls: every repair
+/// follows an OVSDB notification.
+#[test]
+fn watch_on_open_vswitch_repairs_drift_follows_ports_and_survives_ovsdb_restarts() {
+    let mut lab = Lab::new("ovsw");
+    let host = lab.name.clone();
+    let sw = lab.netns("sw");
+    lab.queue(
+        &host,
+        &format!("link add up0 type veth peer name eth0 netns {sw}"),
+    );
+    lab.queue(&host, "link set up0 up");
+    lab.queue(&sw, "link set eth0 up");
+    ovs_guest(&mut lab, "g100", 11, 100);
+    ovs_guest(&mut lab, "g300", 13, 300);
+    lab.build();
+    let ovs = Ovs::start_in_netns("watch", &host);
+    ovs.vsctl(&[
+        "add-br", "ovsbr0", "--", "add-port", "ovsbr0", "up0", "--", "add-port", "ovsbr0", "g100",
+    ]);
+    lab.config(
+        "[bridges.ovsbr0]\n[bridges.ovsbr0.uplinks.up0]\non_demand = true\n\
+         [[ports]]\ninterface = \"g100\"\npvid = 100\n\
+         [[ports]]\ninterface = \"g300\"\npvid = 300\n",
+    );
+    let log = lab.dir.join("watch.log");
+    let _watch = labkit::KillOnDrop(
+        lab.vv_command(&["watch"])
+            .env("VIRT_VLAN_OVSDB", &ovs.sock)
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let access = |vid: u16| ("access".to_string(), vid.to_string(), "[]".to_string());
+    let trunk = |t: &str| ("trunk".to_string(), "[]".to_string(), t.to_string());
+    assert!(
+        labkit::wait_for(60, || log_text().contains("watching")),
+        "{}",
+        log_text()
+    );
+    assert!(
+        labkit::wait_for(30, || ovs.vlan_columns("g100") == access(100)
+            && ovs.vlan_columns("up0") == trunk("[100]")),
+        "start: {:?} {:?}\n{}",
+        ovs.vlan_columns("g100"),
+        ovs.vlan_columns("up0"),
+        log_text()
+    );
+
+    // drift by hand on a port we own
+    ovs.vsctl(&["set", "Port", "g100", "tag=200"]);
+    assert!(
+        labkit::wait_for(30, || ovs.vlan_columns("g100") == access(100)),
+        "drift: {:?}\n{}",
+        ovs.vlan_columns("g100"),
+        log_text()
+    );
+
+    // a port added later gets its VLANs, and the uplink follows
+    ovs.vsctl(&["add-port", "ovsbr0", "g300"]);
+    assert!(
+        labkit::wait_for(30, || ovs.vlan_columns("g300") == access(300)
+            && ovs.vlan_columns("up0") == trunk("[100, 300]")),
+        "new port: {:?} {:?}\n{}",
+        ovs.vlan_columns("g300"),
+        ovs.vlan_columns("up0"),
+        log_text()
+    );
+
+    // a port deleted: the uplink prunes its VLAN
+    ovs.vsctl(&["del-port", "ovsbr0", "g300"]);
+    assert!(
+        labkit::wait_for(30, || ovs.vlan_columns("up0") == trunk("[100]")),
+        "deleted port: {:?}\n{}",
+        ovs.vlan_columns("up0"),
+        log_text()
+    );
+
+    // ovsdb-server restarted: the watcher connects again and still repairs
+    ovs.restart_ovsdb();
+    assert!(
+        labkit::wait_for(60, || log_text().contains("Open vSwitch is back")),
+        "{}",
+        log_text()
+    );
+    ovs.vsctl(&["set", "Port", "g100", "tag=201"]);
+    assert!(
+        labkit::wait_for(30, || ovs.vlan_columns("g100") == access(100)),
+        "after the restart: {:?}\n{}",
+        ovs.vlan_columns("g100"),
+        log_text()
+    );
+    println!("{}", log_text());
+}

@@ -4,14 +4,19 @@
 //! (and to libvirt's domain events through `virsh event`), never polls, coalesces bursts into
 //! one run of the shared pipeline, and resynchronises from a full dump when the kernel drops
 //! notifications. Its own writes come back as notifications that match what it wanted, so they
-//! trigger nothing. SIGHUP reloads the config, SIGTERM/SIGINT end it cleanly.
+//! trigger nothing. Where Open vSwitch runs, it also monitors ovsdb-server's bridges, ports and
+//! interfaces (`monitor_cond`): any change there makes a run (drift repaired, new guest ports
+//! given their VLANs, deleted ones pruned from on-demand uplinks), and when ovsdb-server goes
+//! away it connects again with a back-off and resynchronises. SIGHUP reloads the config,
+//! SIGTERM/SIGINT end it cleanly.
 
 use crate::apply::Mode;
 use crate::config::Config;
 use crate::guests::{DomainView, recorded_guests};
+use crate::host_switch::{HostSwitch, ovsdb_socket};
 use crate::intent::{GuestPort, Scope};
 use crate::linkwatch::{Event, LinkChange, LinkEvents};
-use crate::netlink::Netlink;
+use crate::ovs::db::Ovsdb;
 use crate::session;
 use crate::state::HostState;
 use crate::store::Store;
@@ -148,7 +153,11 @@ pub struct Watcher {
     config_path: PathBuf,
     config: Config,
     store: Store,
-    nl: Netlink,
+    /// ovsdb-server's change notifications, where Open vSwitch runs.
+    ovs: Option<Ovsdb>,
+    /// When the OVSDB connection ended: the time to connect again.
+    ovs_retry_at: Option<Instant>,
+    ovs_retry_delay: Duration,
     /// ifindex → (name, master ifindex or 0), as last seen.
     links: BTreeMap<u32, (String, u32)>,
     /// Managed bridges present now: ifindex → name.
@@ -177,7 +186,9 @@ impl Watcher {
             config_path: config_path.to_path_buf(),
             config,
             store: Store::open_default(),
-            nl: Netlink::open()?,
+            ovs: None,
+            ovs_retry_at: None,
+            ovs_retry_delay: RESUBSCRIBE_FIRST,
             links: BTreeMap::new(),
             bridges: BTreeMap::new(),
             domains: None,
@@ -324,7 +335,7 @@ impl Watcher {
     pub fn reconcile(&mut self, why: &str) -> Result<()> {
         let start = Instant::now();
         let managed: BTreeSet<String> = self.config.bridges.keys().cloned().collect();
-        let state = self.nl.read(&managed)?;
+        let state = HostSwitch::open(&self.config)?.read(&managed)?;
         self.links.clear();
         self.bridges.clear();
         for b in state.bridges.values() {
@@ -413,6 +424,58 @@ impl Watcher {
         Some("libvirt is back: resynchronising".to_string())
     }
 
+    /// Connects to ovsdb-server and monitors it, if its socket is there. `false` when it is
+    /// there but does not answer (try again later).
+    fn watch_ovs(&mut self) -> bool {
+        let socket = ovsdb_socket(&self.config);
+        if !socket.exists() {
+            return true;
+        }
+        match Ovsdb::connect(&socket).and_then(|mut db| db.watch_ports().map(|()| db)) {
+            Ok(db) => {
+                self.ovs = Some(db);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch Open vSwitch: {e}");
+                false
+            }
+        }
+    }
+
+    /// Reads ovsdb-server's notifications; returns why to run, if at all. A connection that
+    /// ended schedules connecting again, with a back-off while the server stays away.
+    fn ovs_news(&mut self) -> Option<String> {
+        let db = self.ovs.as_mut()?;
+        match db.drain_updates(Duration::from_millis(5)) {
+            Ok(0) => None,
+            Ok(n) => Some(format!("Open vSwitch: {n} change(s)")),
+            Err(e) => {
+                tracing::info!("{e}; connecting again");
+                self.ovs = None;
+                self.ovs_retry_delay = RESUBSCRIBE_FIRST;
+                self.ovs_retry_at = Some(Instant::now() + self.ovs_retry_delay);
+                None
+            }
+        }
+    }
+
+    /// At the reconnect time: connects again; once it holds, a full resynchronisation
+    /// (changes made while it was away were not seen).
+    fn ovs_tick(&mut self) -> Option<String> {
+        let at = self.ovs_retry_at?;
+        if Instant::now() < at {
+            return None;
+        }
+        if self.watch_ovs() && self.ovs.is_some() {
+            self.ovs_retry_at = None;
+            return Some("Open vSwitch is back: resynchronising".to_string());
+        }
+        self.ovs_retry_delay = (self.ovs_retry_delay * 2).min(RESUBSCRIBE_MAX);
+        self.ovs_retry_at = Some(Instant::now() + self.ovs_retry_delay);
+        None
+    }
+
     /// Whether a notification can mean something is not as it should be.
     fn relevant(&mut self, c: &LinkChange, record: &crate::ownership::Record) -> bool {
         if c.deleted {
@@ -485,6 +548,9 @@ pub fn run(config_path: &Path, once: bool) -> Result<()> {
     if once {
         return w.reconcile("once");
     }
+    if !w.watch_ovs() {
+        w.ovs_retry_at = Some(Instant::now() + w.ovs_retry_delay);
+    }
     if let Err(e) = w.reconcile("start") {
         tracing::error!("start: {e:#}");
     }
@@ -512,8 +578,21 @@ pub fn run(config_path: &Path, once: bool) -> Result<()> {
             events: libc::POLLIN,
             revents: 0,
         }));
-        // wake without an event only to subscribe to libvirt again (see `libvirt_tick`)
-        let timeout = w.resubscribe_at.map_or(-1, |at| {
+        let ovs_at = fds.len();
+        if let Some(db) = &w.ovs {
+            fds.push(libc::pollfd {
+                fd: db.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // wake without an event only to subscribe to libvirt, or connect to ovsdb-server,
+        // again (see `libvirt_tick`, `ovs_tick`)
+        let wake = [w.resubscribe_at, w.ovs_retry_at]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = wake.map_or(-1, |at| {
             at.saturating_duration_since(Instant::now())
                 .as_millis()
                 .min(i32::MAX as u128) as i32
@@ -555,6 +634,12 @@ pub fn run(config_path: &Path, once: bool) -> Result<()> {
         }
         if why.is_none() {
             why = w.libvirt_tick();
+        }
+        if fds.get(ovs_at).is_some_and(|f| f.revents != 0) {
+            why = w.ovs_news().or(why);
+        }
+        if why.is_none() {
+            why = w.ovs_tick();
         }
         if fds[0].revents != 0 {
             why = collect(&mut w, &mut events, why)?;

@@ -68,22 +68,34 @@ impl Ovs {
         };
         let d = ovs.dir.display().to_string();
         ovs.run("ovsdb-tool", &["create", &format!("{d}/conf.db"), SCHEMA]);
-        ovs.run(
+        ovs.start_ovsdb();
+        ovs.vsctl_no_wait(&["init"]);
+        if let Some(wrap) = vswitchd {
+            ovs.start_vswitchd(wrap);
+        }
+        ovs
+    }
+
+    fn start_ovsdb(&self) {
+        let d = self.dir.display().to_string();
+        self.run(
             "ovsdb-server",
             &[
                 &format!("{d}/conf.db"),
-                &format!("--remote=punix:{}", ovs.sock.display()),
+                &format!("--remote=punix:{}", self.sock.display()),
                 &format!("--pidfile={d}/ovsdb.pid"),
                 &format!("--unixctl={d}/ovsdb.ctl"),
                 "--detach",
                 &format!("--log-file={d}/ovsdb.log"),
             ],
         );
-        ovs.vsctl_no_wait(&["init"]);
-        if let Some(wrap) = vswitchd {
-            ovs.start_vswitchd(wrap);
-        }
-        ovs
+    }
+
+    /// Stops ovsdb-server (by its pid) and starts it again on the same database.
+    pub fn restart_ovsdb(&self) {
+        let pid = std::fs::read_to_string(self.dir.join("ovsdb.pid")).unwrap();
+        stop(pid.trim().parse().unwrap());
+        self.start_ovsdb();
     }
 
     pub fn start_vswitchd(&self, wrap: &[&str]) {

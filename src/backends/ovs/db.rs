@@ -290,6 +290,42 @@ impl Ovsdb {
         self.rpc.set_timeout(timeout);
     }
 
+    /// The connection's descriptor, for a caller's `poll` (see `watch_ports`).
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.rpc.fd()
+    }
+
+    /// Asks the server to tell this connection about every change to bridges, ports and
+    /// interfaces (`monitor_cond`; the initial rows are dropped): afterwards each change
+    /// arrives as an `update2` notification (`drain_updates`).
+    pub fn watch_ports(&mut self) -> Result<(), OvsError> {
+        let tables = json!({
+            "Bridge": [{"columns": ["name", "ports"]}],
+            "Port": [{"columns": ["name", "interfaces", "vlan_mode", "tag", "trunks", "external_ids"]}],
+            "Interface": [{"columns": ["name", "external_ids"]}],
+        });
+        self.rpc
+            .call("monitor_cond", json!([DB, "virt-vlan-watch", tables]))?;
+        Ok(())
+    }
+
+    /// Reads what has arrived (waiting at most `wait`) and counts the change notifications of
+    /// `watch_ports`; `Err(Rpc(Closed))` when the server went away.
+    pub fn drain_updates(&mut self, wait: Duration) -> Result<usize, OvsError> {
+        let mut n = 0;
+        let deadline = Instant::now() + wait;
+        while self
+            .rpc
+            .wait_notification(deadline, |m| m.method == "update2")?
+            .is_some()
+        {
+            n += 1;
+        }
+        // nothing else is asked for; nothing else is kept
+        drop(self.rpc.take_notifications());
+        Ok(n)
+    }
+
     /// Notifications the server sent that no one has taken yet.
     pub fn take_notifications(&mut self) -> Vec<Notification> {
         self.rpc.take_notifications()

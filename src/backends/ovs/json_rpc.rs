@@ -93,6 +93,11 @@ impl Client {
         &self.path
     }
 
+    /// The socket's descriptor, for a caller's `poll`.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.stream)
+    }
+
     /// How long `call` waits for a reply.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
