@@ -469,7 +469,8 @@ impl Watcher {
         }
         if self.watch_ovs() && self.ovs.is_some() {
             self.ovs_retry_at = None;
-            return Some("Open vSwitch is back: resynchronising".to_string());
+            tracing::info!("Open vSwitch is back: resynchronising");
+            return Some("Open vSwitch is back".to_string());
         }
         self.ovs_retry_delay = (self.ovs_retry_delay * 2).min(RESUBSCRIBE_MAX);
         self.ovs_retry_at = Some(Instant::now() + self.ovs_retry_delay);
