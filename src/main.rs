@@ -17,7 +17,21 @@ fn main() -> ExitCode {
     // The guest-start critical path needs no argument parser: as libvirt runs it (argv[0]
     // names the driver), or as `virt-vlan hook <driver> <object> <op> <subop> [extra]`
     // without options.
-    let argv: Vec<String> = std::env::args().collect();
+    // Arguments that are not UTF-8 must not panic (`std::env::args` would): a hook refuses
+    // them naming which; anything else goes to clap, which takes them for paths and refuses
+    // them elsewhere.
+    let argv_os: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let Some(argv) = argv_os
+        .iter()
+        .map(|a| a.to_str().map(str::to_string))
+        .collect::<Option<Vec<String>>>()
+    else {
+        if let Some(bad) = hook_call_with_bad_argument(&argv_os) {
+            eprintln!("virt-vlan: hook argument `{bad}` is not UTF-8 text; refused");
+            return ExitCode::from(2);
+        }
+        return run_cli(Cli::parse_from(&argv_os));
+    };
     let call = argv
         .first()
         .and_then(|a0| virt_vlan::hook::Call::from_argv0(std::path::Path::new(a0), &argv[1..]))
@@ -38,7 +52,20 @@ fn main() -> ExitCode {
             .map_or_else(|| PathBuf::from(DEFAULT_PATH), PathBuf::from);
         return ExitCode::from(virt_vlan::hook::run(&call, &config) as u8);
     }
-    let cli = Cli::parse();
+    run_cli(Cli::parse_from(&argv))
+}
+
+/// For a hook call (by argv[0] or `hook DRIVER`) with an argument that is not UTF-8: that
+/// argument, shown lossily.
+fn hook_call_with_bad_argument(argv: &[std::ffi::OsString]) -> Option<String> {
+    let a0 = std::path::Path::new(argv.first()?);
+    let is_hook = virt_vlan::hook::Call::from_argv0(a0, &[]).is_some()
+        || argv.get(1).is_some_and(|a| a == "hook");
+    let bad = argv.iter().skip(1).find(|a| a.to_str().is_none())?;
+    is_hook.then(|| bad.to_string_lossy().escape_debug().to_string())
+}
+
+fn run_cli(cli: Cli) -> ExitCode {
     let level = match cli.verbose {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
