@@ -3,9 +3,9 @@
 //!
 //! The folders follow the data: `inputs` (config, libvirt XML, sources) → `core` (intent,
 //! plan, the pipeline; pure) → `backends` (Linux bridge over netlink, Open vSwitch over
-//! OVSDB) → `entry` (hooks, apply, watch, show, check). `store`, `logging` and `error` serve
-//! them all. Every module is also reachable by its own name (`crate::intent`, …), so code says
-//! what it uses, not where it is filed.
+//! OVSDB) → `entry` (hooks, apply, watch, show, check). `store`, `logging`, `error` and
+//! `text` (reading input bounded, as UTF-8) serve them all. Every module is also reachable
+//! by its own name (`crate::intent`, …), so code says what it uses, not where it is filed.
 
 pub mod backends;
 pub mod core;
@@ -14,6 +14,7 @@ pub mod error;
 pub mod inputs;
 pub mod logging;
 pub mod store;
+pub mod text;
 
 pub use crate::backends::linux_bridge::{linkwatch, netdev, netlink};
 pub use crate::backends::{host_switch, ovs};

@@ -181,8 +181,12 @@ pub fn install(
 /// `virt-vlan import kvmvlan --bridge-init FILE --vlan-filtering FILE`
 pub fn import_kvmvlan(bridge_init: &Path, vlan_filtering: &Path) -> Result<u8> {
     let read = |p: &Path| {
-        std::fs::read_to_string(p)
-            .map_err(|e| BadInput(format!("{}: cannot read: {e}", p.display())))
+        std::fs::File::open(p)
+            .map_err(|e| format!("{}: cannot read: {e}", p.display()))
+            .and_then(|f| {
+                crate::text::read_limited(f, &p.display().to_string(), crate::text::MAX_FILE)
+            })
+            .map_err(BadInput)
             .context("import kvmvlan")
     };
     let bi = read(bridge_init)?;

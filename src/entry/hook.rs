@@ -17,7 +17,6 @@ use crate::store::{Kind, Store};
 use crate::switch::Switch;
 use anyhow::{Context, Result, anyhow};
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,8 +35,7 @@ pub fn hooks_dir() -> PathBuf {
 
 /// Runs one hook call; returns the exit code for libvirt.
 pub fn run(call: &Call, config_path: &Path) -> i32 {
-    let mut stdin = String::new();
-    let _ = std::io::stdin().read_to_string(&mut stdin);
+    let stdin = crate::text::read_limited(std::io::stdin(), "hook stdin", crate::text::MAX_STDIN);
     tracing::info!(
         "hook {} {} {} {}",
         call.driver,
@@ -45,7 +43,7 @@ pub fn run(call: &Call, config_path: &Path) -> i32 {
         call.op,
         call.subop
     );
-    let code = match op(call, config_path, &stdin) {
+    let code = match op(call, config_path, stdin.as_deref()) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(
@@ -67,7 +65,8 @@ pub fn run(call: &Call, config_path: &Path) -> i32 {
     if code != 0 || !call.main_hook {
         return code;
     }
-    crate::dispatcher::run(&hooks_dir(), call, &stdin, config_timeout(config_path))
+    let stdin = stdin.as_deref().unwrap_or_default();
+    crate::dispatcher::run(&hooks_dir(), call, stdin, config_timeout(config_path))
 }
 
 fn config_timeout(config_path: &Path) -> Duration {
@@ -85,22 +84,31 @@ fn config(config_path: &Path) -> Result<Option<Config>> {
     Ok(Some(Config::load(config_path)?))
 }
 
-fn op(call: &Call, config_path: &Path, stdin: &str) -> Result<()> {
+/// The XML on stdin, or why it could not be read (too large, not UTF-8): an error only for
+/// the ops that read it.
+fn xml<'a>(stdin: Result<&'a str, &String>) -> Result<&'a str, BadInput> {
+    stdin.map_err(|e| BadInput(e.clone()))
+}
+
+fn op(call: &Call, config_path: &Path, stdin: Result<&str, &String>) -> Result<()> {
     let store = Store::open_default();
     match (call.driver.as_str(), call.op.as_str()) {
-        ("qemu" | "lxc" | "libxl" | "bhyve", "prepare") => remember_domain(&store, stdin),
+        ("qemu" | "lxc" | "libxl" | "bhyve", "prepare") => remember_domain(&store, xml(stdin)?),
         ("qemu" | "lxc" | "libxl" | "bhyve", "start" | "started") => {
             let Some(config) = config(config_path)? else {
                 return Ok(());
             };
-            domain_start(&store, &config, stdin, &call.op)
+            domain_start(&store, &config, xml(stdin)?, &call.op)
         }
         ("qemu" | "lxc" | "libxl" | "bhyve", "reconnect") => {
             // A failing reconnect hook makes libvirt kill the running guest: log, never fail.
             let Some(config) = config(config_path)? else {
                 return Ok(());
             };
-            if let Err(e) = domain_start(&store, &config, stdin, "reconnect") {
+            if let Err(e) = xml(stdin)
+                .map_err(anyhow::Error::from)
+                .and_then(|x| domain_start(&store, &config, x, "reconnect"))
+            {
                 tracing::error!("reconnect {}: {e:#}", call.object);
             }
             Ok(())
@@ -110,7 +118,7 @@ fn op(call: &Call, config_path: &Path, stdin: &str) -> Result<()> {
             let Some(config) = config(config_path)? else {
                 return Ok(());
             };
-            migrate_check(&store, &config, stdin)
+            migrate_check(&store, &config, xml(stdin)?)
         }
         ("qemu" | "lxc" | "libxl" | "bhyve", "stopped" | "release") => {
             let Some(config) = config(config_path)? else {
@@ -123,6 +131,7 @@ fn op(call: &Call, config_path: &Path, stdin: &str) -> Result<()> {
             r
         }
         ("network", "start" | "started" | "updated") => {
+            let stdin = xml(stdin)?;
             let (net, _) = parse_hook_data(stdin)?;
             store.remember(Kind::Network, &net.name, stdin)?;
             if call.op == "start" {
@@ -145,13 +154,13 @@ fn op(call: &Call, config_path: &Path, stdin: &str) -> Result<()> {
             let Some(config) = config(config_path)? else {
                 return Ok(());
             };
-            port_created(&store, &config, stdin)
+            port_created(&store, &config, xml(stdin)?)
         }
         ("network", "port-deleted") => {
             let Some(config) = config(config_path)? else {
                 return Ok(());
             };
-            port_deleted(&store, &config, stdin)
+            port_deleted(&store, &config, xml(stdin)?)
         }
         ("daemon", "start" | "reload") => {
             let Some(config) = config(config_path)? else {
