@@ -213,16 +213,23 @@ struct RawPort {
 #[serde(deny_unknown_fields)]
 struct RawHooks {
     on_error: Option<OnError>,
-    script_timeout: Option<u64>,
-    port_wait: Option<u64>,
+    script_timeout: Option<Spanned<u64>>,
+    port_wait: Option<Spanned<u64>>,
 }
+
+/// Longest `[hooks]` wait, in seconds: a day. Anything longer is a typo, and a deadline that
+/// far out cannot even be computed.
+pub const MAX_HOOK_WAIT: u64 = 86_400;
 
 impl Config {
     /// Reads and validates the config at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("{}: cannot read config: {e}", path.display())))?;
-        Config::parse(&path.display().to_string(), &text)
+        let file = path.display().to_string();
+        let f = std::fs::File::open(path)
+            .map_err(|e| ConfigError(format!("{file}: cannot read config: {e}")))?;
+        let text =
+            crate::text::read_limited(f, &file, crate::text::MAX_FILE).map_err(ConfigError)?;
+        Config::parse(&file, &text)
     }
 
     /// Validates config text; `file` only names it in messages.
@@ -245,14 +252,15 @@ impl Config {
         for port in raw.ports {
             ports.push(src.port(port, &bridges)?);
         }
-        let hooks = raw.hooks.map_or_else(HookConfig::default, |h| {
-            let d = HookConfig::default();
-            HookConfig {
+        let d = HookConfig::default();
+        let hooks = match raw.hooks {
+            None => d,
+            Some(h) => HookConfig {
                 on_error: h.on_error.unwrap_or(d.on_error),
-                script_timeout: h.script_timeout.unwrap_or(d.script_timeout),
-                port_wait: h.port_wait.unwrap_or(d.port_wait),
-            }
-        });
+                script_timeout: src.seconds(h.script_timeout)?.unwrap_or(d.script_timeout),
+                port_wait: src.seconds(h.port_wait)?.unwrap_or(d.port_wait),
+            },
+        };
         let config = Config {
             path: file.to_string(),
             bridges,
@@ -378,10 +386,29 @@ impl Source<'_> {
             (None, Some(k)) => k.to_string(),
             (None, None) => String::new(),
         };
+        // a hostile key may be megabytes long: name its start
+        let path = match path.char_indices().nth(80) {
+            Some((cut, _)) => format!("{}…", &path[..cut]),
+            None => path,
+        };
         if path.is_empty() {
             ConfigError(format!("{place}: {message}"))
         } else {
             ConfigError(format!("{place}: {path}: {message}"))
+        }
+    }
+
+    /// A `[hooks]` duration in seconds, at most [`MAX_HOOK_WAIT`].
+    fn seconds(&self, v: Option<Spanned<u64>>) -> Result<Option<u64>, ConfigError> {
+        match v {
+            Some(v) if *v.get_ref() > MAX_HOOK_WAIT => Err(self.error(
+                v.span().start,
+                &format!(
+                    "{} seconds is more than a day ({MAX_HOOK_WAIT}); refused",
+                    v.get_ref()
+                ),
+            )),
+            v => Ok(v.map(Spanned::into_inner)),
         }
     }
 
