@@ -18,7 +18,7 @@ pub fn check_vid(vid: u64) -> Result<u16, VidError> {
     match vid {
         0 => Err(VidError::Zero),
         4095 => Err(VidError::Reserved),
-        v if v > MAX_VID as u64 => Err(VidError::OutOfRange(v)),
+        v if v > MAX_VID as u64 => Err(VidError::OutOfRange(v.to_string())),
         v => Ok(v as u16),
     }
 }
@@ -31,7 +31,8 @@ pub enum VidError {
     #[error("VID 4095 is reserved; use 1-4094")]
     Reserved,
     #[error("VID {0} is out of range; use 1-4094")]
-    OutOfRange(u64),
+    /// The value as written (it may not fit any integer type).
+    OutOfRange(String),
     #[error("`{0}` is not a VID or a range like 100-110")]
     Syntax(String),
     #[error("range {0}-{1} is reversed; write {1}-{0}")]
@@ -242,7 +243,7 @@ fn parse_one(s: &str, item: &str) -> Result<u16, VidError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(VidError::Syntax(item.to_string()));
     }
-    let v: u64 = s.parse().map_err(|_| VidError::OutOfRange(u64::MAX))?;
+    let v: u64 = s.parse().map_err(|_| VidError::OutOfRange(s.to_string()))?;
     check_vid(v)
 }
 
@@ -265,7 +266,8 @@ impl<'de> serde::Deserialize<'de> for VidSet {
                 s.parse().map_err(E::custom)
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<VidSet, E> {
-                let v = u64::try_from(v).map_err(|_| E::custom(VidError::OutOfRange(0)))?;
+                let v =
+                    u64::try_from(v).map_err(|_| E::custom(VidError::OutOfRange(v.to_string())))?;
                 self.visit_u64(v)
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<VidSet, E> {
@@ -299,7 +301,10 @@ mod tests {
         assert_eq!("0".parse::<VidSet>(), Err(VidError::Zero));
         assert_eq!("4095".parse::<VidSet>(), Err(VidError::Reserved));
         assert_eq!("10-4095".parse::<VidSet>(), Err(VidError::Reserved));
-        assert_eq!("5000".parse::<VidSet>(), Err(VidError::OutOfRange(5000)));
+        assert_eq!(
+            "5000".parse::<VidSet>(),
+            Err(VidError::OutOfRange("5000".into()))
+        );
         let msg = "4095".parse::<VidSet>().unwrap_err().to_string();
         assert!(msg.contains("4095"), "{msg}");
     }
@@ -324,10 +329,11 @@ mod tests {
             "1-2-3".parse::<VidSet>(),
             Err(VidError::Syntax(_))
         ));
-        assert!(matches!(
+        // too large for any integer: named as written
+        assert_eq!(
             "99999999999999999999999".parse::<VidSet>(),
-            Err(VidError::OutOfRange(_))
-        ));
+            Err(VidError::OutOfRange("99999999999999999999999".into()))
+        );
     }
 
     #[test]
