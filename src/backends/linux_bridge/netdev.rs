@@ -31,7 +31,13 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
             name.escape_debug()
         ));
     }
-    if name.chars().any(|c| c.is_whitespace() || c == '\0') {
+    if name.contains('\0') {
+        return Err(format!(
+            "interface name `{}` contains a NUL byte",
+            name.escape_debug()
+        ));
+    }
+    if name.chars().any(char::is_whitespace) {
         return Err(format!(
             "interface name `{}` contains whitespace",
             name.escape_debug()
@@ -96,6 +102,7 @@ mod tests {
             ("a\tb", "whitespace"),
             ("a\nb", "whitespace"),
             ("a\u{1}b", "control"),
+            ("a\0b", "NUL"),
         ] {
             let e = check_ifname(bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");
