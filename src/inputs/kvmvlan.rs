@@ -155,9 +155,45 @@ fn close(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.chars().zip(b.chars()).filter(|(x, y)| x != y).count() == 1
 }
 
+/// The TOML being written, and where in kvmvlan's files its lines came from: a complaint of
+/// the config reader about the TOML is told about the kvmvlan line instead.
+struct Out {
+    text: String,
+    /// (first TOML line, `file:line` it came from), ascending.
+    from: Vec<(usize, String)>,
+}
+
+impl Out {
+    /// The lines written from now on come from `file:line`.
+    fn from(&mut self, file: &str, line: usize) {
+        let next = self.text.matches('\n').count() + 1;
+        self.from.push((next, format!("{file}:{line}")));
+    }
+
+    /// `message` with every `(imported config):N` replaced by the kvmvlan place of line N.
+    fn locate(&self, message: &str) -> String {
+        const NAME: &str = "(imported config):";
+        let mut out = String::new();
+        let mut rest = message;
+        while let Some(i) = rest.find(NAME) {
+            out.push_str(&rest[..i]);
+            rest = &rest[i + NAME.len()..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let n: usize = rest[..digits].parse().unwrap_or(0);
+            match self.from.iter().rev().find(|(first, _)| *first <= n) {
+                Some((_, place)) => out.push_str(place),
+                None => out.push_str(&format!("{NAME}{n}")),
+            }
+            rest = &rest[digits..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
 /// Converts the two kvmvlan files to virt-vlan TOML. Returns the TOML and notes for stderr
 /// (sections kvmvlan itself never applied). The TOML is checked by virt-vlan's own config
-/// reader before it is returned.
+/// reader before it is returned; what it refuses is named by the kvmvlan file and line.
 pub fn import(
     bridge_init: (&str, &str),
     vlan_filtering: (&str, &str),
@@ -165,11 +201,15 @@ pub fn import(
     let bi = Ini::parse(bridge_init.0, bridge_init.1)?;
     let vf = Ini::parse(vlan_filtering.0, vlan_filtering.1)?;
     let mut notes = Vec::new();
-    let mut out = String::new();
+    let mut out = Out {
+        text: String::new(),
+        from: Vec::new(),
+    };
     let _ = writeln!(
-        out,
+        out.text,
         "# virt-vlan config imported from kvmvlan\n#   {}\n#   {}\n# kvmvlan switched vlan_filtering on and left default_pvid alone; so does this.\n",
-        bi.file, vf.file
+        one_line(&bi.file),
+        one_line(&vf.file)
     );
 
     for (bridge, line, sec) in &bi.sections {
@@ -180,10 +220,13 @@ pub fn import(
         )?;
         check_ifname(bridge)
             .map_err(|e| BadInput(format!("{}:{line}: [{bridge}]: {e}", bi.file)))?;
-        let _ = writeln!(out, "[bridges.{bridge}]\nvlan_filtering = true\n");
+        let key = toml_key(bridge);
+        out.from(&bi.file, *line);
+        let _ = writeln!(out.text, "[bridges.{key}]\nvlan_filtering = true\n");
         if let Some((v, l)) = bi.get(sec, "br-pvid").filter(|(v, _)| !v.is_empty()) {
             let pvid = bi.vid(v, l, "br-pvid")?;
-            let _ = writeln!(out, "[bridges.{bridge}.self]\npvid = {pvid}\n");
+            out.from(&bi.file, l);
+            let _ = writeln!(out.text, "[bridges.{key}.self]\npvid = {pvid}\n");
         }
         match bi.get(sec, "trunk-port").filter(|(v, _)| !v.is_empty()) {
             None => {
@@ -195,17 +238,20 @@ pub fn import(
             Some((port, l)) => {
                 check_ifname(port)
                     .map_err(|e| BadInput(format!("{}:{l}: trunk-port: {e}", bi.file)))?;
-                let _ = writeln!(out, "[bridges.{bridge}.uplinks.{port}]");
+                out.from(&bi.file, l);
+                let _ = writeln!(out.text, "[bridges.{key}.uplinks.{}]", toml_key(port));
                 if let Some((v, l)) = bi.get(sec, "trunk-pvid").filter(|(v, _)| !v.is_empty()) {
-                    let _ = writeln!(out, "pvid = {}", bi.vid(v, l, "trunk-pvid")?);
+                    out.from(&bi.file, l);
+                    let _ = writeln!(out.text, "pvid = {}", bi.vid(v, l, "trunk-pvid")?);
                 }
                 if let Some((v, l)) = bi.get(sec, "trunk-tags") {
                     let tags = bi.vid_list(v, l, "trunk-tags")?;
                     if !tags.is_empty() {
-                        let _ = writeln!(out, "tagged = \"{tags}\"");
+                        out.from(&bi.file, l);
+                        let _ = writeln!(out.text, "tagged = \"{tags}\"");
                     }
                 }
-                out.push('\n');
+                out.text.push('\n');
             }
         }
     }
@@ -213,30 +259,34 @@ pub fn import(
     for (iface, line, sec) in &vf.sections {
         vf.check_keys(iface, sec, &["guest", "pvid", "tagged"])?;
         check_ifname(iface).map_err(|e| BadInput(format!("{}:{line}: [{iface}]: {e}", vf.file)))?;
-        let Some((guest, _)) = vf.get(sec, "guest").filter(|(g, _)| !g.is_empty()) else {
+        let Some((guest, gl)) = vf.get(sec, "guest").filter(|(g, _)| !g.is_empty()) else {
             notes.push(format!(
                 "{}:{line}: [{iface}] names no guest; kvmvlan never applied it, so it is not imported",
                 vf.file
             ));
             let _ = writeln!(
-                out,
-                "# [{iface}] from {}:{line} names no guest: not imported\n",
-                vf.file
+                out.text,
+                "# [{}] from {}:{line} names no guest: not imported\n",
+                one_line(iface),
+                one_line(&vf.file)
             );
             continue;
         };
-        let _ = writeln!(
-            out,
-            "[[ports]]\ndomain = \"{}\"\ninterface = \"{iface}\"",
-            toml_escape(guest)
-        );
+        out.from(&vf.file, *line);
+        let _ = writeln!(out.text, "[[ports]]");
+        out.from(&vf.file, gl);
+        let _ = writeln!(out.text, "domain = \"{}\"", toml_escape(guest));
+        out.from(&vf.file, *line);
+        let _ = writeln!(out.text, "interface = \"{}\"", toml_escape(iface));
         let pvid = match vf.get(sec, "pvid").filter(|(v, _)| !v.is_empty()) {
-            Some((v, l)) => Some(vf.vid(v, l, "pvid")?),
+            Some((v, l)) => Some((vf.vid(v, l, "pvid")?, l)),
             None => None,
         };
-        if let Some(p) = pvid {
-            let _ = writeln!(out, "pvid = {p}");
+        if let Some((p, l)) = pvid {
+            out.from(&vf.file, l);
+            let _ = writeln!(out.text, "pvid = {p}");
         }
+        let pvid = pvid.map(|(p, _)| p);
         if let Some((v, l)) = vf.get(sec, "tagged") {
             let mut tags = vf.vid_list(v, l, "tagged")?;
             if let Some(p) = pvid.filter(|p| tags.contains(*p)) {
@@ -247,19 +297,51 @@ pub fn import(
                 ));
             }
             if !tags.is_empty() {
-                let _ = writeln!(out, "tagged = \"{tags}\"");
+                out.from(&vf.file, l);
+                let _ = writeln!(out.text, "tagged = \"{tags}\"");
             }
         }
-        out.push('\n');
+        out.text.push('\n');
     }
 
-    Config::parse("(imported config)", &out)
-        .map_err(|e| BadInput(format!("the imported config does not validate: {e}")))?;
-    Ok((out, notes))
+    Config::parse("(imported config)", &out.text).map_err(|e| {
+        BadInput(format!(
+            "{} (in the virt-vlan config it converts to)",
+            out.locate(&e.to_string())
+        ))
+    })?;
+    Ok((out.text, notes))
 }
 
+/// A TOML string's content: quotes, backslashes and control characters escaped.
 fn toml_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    let mut out = String::new();
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A TOML key: bare when TOML allows it, else quoted (`eth0.100` is one key, not two).
+fn toml_key(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        s.to_string()
+    } else {
+        format!("\"{}\"", toml_escape(s))
+    }
+}
+
+/// A name for a comment line: a newline in it would end the comment.
+fn one_line(s: &str) -> String {
+    s.escape_debug().to_string()
 }
 
 #[cfg(test)]
