@@ -137,7 +137,19 @@ pub struct NetPort {
 }
 
 fn parse_doc<'a>(what: &str, text: &'a str) -> Result<Document<'a>, BadInput> {
-    Document::parse(text).map_err(|e| BadInput(format!("{what}: not well-formed XML: {e}")))
+    Document::parse(text).map_err(|e| match e {
+        // roxmltree refuses every DTD (so no entity expansion, internal or external) but
+        // says where only as 1:1
+        roxmltree::Error::DtdDetected => {
+            let at = text.find("<!DOCTYPE").unwrap_or(0);
+            let line = text[..at].matches('\n').count() + 1;
+            BadInput(format!(
+                "{what}: line {line}: <!DOCTYPE> refused: libvirt's XML has no DTD, and \
+                 entity declarations are not expanded"
+            ))
+        }
+        e => BadInput(format!("{what}: not well-formed XML: {e}")),
+    })
 }
 
 fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
@@ -356,16 +368,37 @@ pub fn parse_hook_data(text: &str) -> Result<(Network, Option<NetPort>), BadInpu
     let port = match child(doc.root_element(), "networkport") {
         None => None,
         Some(p) => {
+            let at =
+                |n: Node, msg: String| BadInput(format!("hook XML: line {}: {msg}", line_of(n)));
             let uuid = child(p, "uuid")
                 .and_then(|x| x.text())
                 .map(|s| s.trim().to_string())
-                .ok_or_else(|| BadInput("hook XML: <networkport> has no <uuid>".into()))?;
-            let mac = attr(child(p, "mac"), "address")
-                .and_then(|m| parse_mac(&m))
-                .map(|b| format_mac(&b))
-                .ok_or_else(|| {
-                    BadInput("hook XML: <networkport> has no valid <mac address>".into())
-                })?;
+                .ok_or_else(|| at(p, "<networkport> has no <uuid>".into()))?;
+            // it names a file and the port helper's argument: a UUID, nothing else
+            if uuid.is_empty()
+                || uuid.len() > 36
+                || !uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+            {
+                return Err(at(
+                    p,
+                    format!(
+                        "<networkport> <uuid>{}</uuid>: not a UUID",
+                        uuid.escape_debug()
+                    ),
+                ));
+            }
+            let mac = match child(p, "mac").map(|m| (m, m.attribute("address"))) {
+                Some((m, Some(a))) => parse_mac(a).map(|b| format_mac(&b)).ok_or_else(|| {
+                    at(
+                        m,
+                        format!(
+                            "<networkport> <mac address='{}'>: not a MAC address",
+                            a.escape_debug()
+                        ),
+                    )
+                })?,
+                _ => return Err(at(p, "<networkport> has no <mac address>".into())),
+            };
             Some(NetPort {
                 uuid,
                 owner: child(p, "owner")
