@@ -58,6 +58,16 @@ pub fn resolve_domain(d: &Domain, config: &Config, nets: &Networks) -> Result<Re
             ));
             continue;
         };
+        // the tap name is the kernel's to give; a name it could not have given is refused
+        // before the kernel is asked about it
+        crate::netdev::check_ifname(&ifname).map_err(|e| {
+            BadInput(format!(
+                "domain {} interface {} (line {}): <target dev>: {e}",
+                d.name,
+                iface.label(),
+                iface.line
+            ))
+        })?;
         out.ports.push(GuestPort {
             ifname,
             vlans,
