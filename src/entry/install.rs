@@ -170,6 +170,14 @@ fn systemd_unit(root: &Path, exe: &Path, uninstall: bool) -> Result<Option<Strin
 
 /// What `install` did, a line per thing.
 pub fn run(o: &Options) -> Result<Vec<String>> {
+    // a wrong --root is the user's to fix (exit 2), not something failing half-way through
+    if o.root.exists() && !o.root.is_dir() {
+        return Err(crate::error::BadInput(format!(
+            "--root {}: not a directory",
+            o.root.display()
+        ))
+        .into());
+    }
     let mut said = Vec::new();
     let hooks = o.root.join("etc/libvirt/hooks");
     let dot_d = !o.main_hook && o.libvirt.is_none_or(|v| v >= (6, 5));
