@@ -222,15 +222,31 @@ impl<'d> MetaIndex<'d> {
         MetaIndex { by }
     }
 
-    /// The entry naming `iface` by MAC, alias or tap name; the earliest in the document if
-    /// several do.
-    fn find(&self, iface: &Iface) -> Option<&'d MetaEntry> {
+    /// The entry naming `iface` by MAC, alias or tap name. Two entries naming the same
+    /// interface in different ways are ambiguous: refused, naming both lines.
+    fn find(&self, d: &Domain, iface: &Iface) -> Result<Option<&'d MetaEntry>, BadInput> {
         let mut keys = vec![Selector::Mac(iface.mac.clone())];
         keys.extend(iface.alias.clone().map(Selector::Alias));
         keys.extend(iface.target.clone().map(Selector::Target));
-        keys.iter()
+        let mut found: Vec<&MetaEntry> = keys
+            .iter()
             .filter_map(|k| self.by.get(k).copied())
-            .min_by_key(|m| m.line)
+            .collect();
+        found.sort_by_key(|m| m.line);
+        match found.as_slice() {
+            [a, b, ..] => Err(BadInput(format!(
+                "domain {}: metadata line {}: <interface {}> names interface {} (line {}), \
+                 as <interface {}> at line {} does; name it once",
+                d.name,
+                b.line,
+                b.selector,
+                iface.label(),
+                iface.line,
+                a.selector,
+                a.line
+            ))),
+            _ => Ok(found.first().copied()),
+        }
     }
 }
 
@@ -243,7 +259,7 @@ fn winner(
     nets: &Networks,
 ) -> Result<Option<(PortVlans, String)>, BadInput> {
     // 1. our metadata
-    if let Some(m) = meta.find(iface) {
+    if let Some(m) = meta.find(d, iface)? {
         return Ok(Some((
             m.vlans.clone(),
             format!("metadata (line {})", m.line),
@@ -550,6 +566,29 @@ mod tests {
             r.ports.len(),
             1,
             "metadata is explicit: binding it will say br9 is unmanaged"
+        );
+    }
+
+    #[test]
+    fn two_metadata_entries_for_one_interface_are_refused() {
+        let n = nets(&[LAN]);
+        let meta = "<vv:vlans xmlns:vv='urn:virt-vlan:1'>\
+            <vv:interface mac='52:54:00:00:00:02'><vv:vlan><vv:tag id='10'/></vv:vlan></vv:interface>\
+            <vv:interface alias='net0'><vv:vlan><vv:tag id='20'/></vv:vlan></vv:interface></vv:vlans>";
+        let d = domain(
+            &[iface("52:54:00:00:00:02", "net0", "bridge='br0'", "")],
+            meta,
+        );
+        let nets = Networks {
+            by_name: &n,
+            port_groups: &BTreeMap::new(),
+        };
+        let e = resolve_domain(&d, &config(), &nets).unwrap_err();
+        assert!(e.0.contains("<interface alias=\"net0\">"), "{}", e.0);
+        assert!(
+            e.0.contains("as <interface mac=\"52:54:00:00:00:02\">"),
+            "{}",
+            e.0
         );
     }
 
