@@ -31,19 +31,30 @@ impl Kind {
     }
 }
 
-/// A name as a file name: ASCII letters, digits, `.`, `_`, `-` kept, everything else `%XX`
-/// (domain names are the user's and may hold anything libvirt allows).
+/// A name as a file name: ASCII letters, digits, `.`, `_`, `-` and non-ASCII characters
+/// kept, every other ASCII byte `%XX` (domain names are the user's and may hold anything
+/// libvirt allows; escaping non-ASCII too tripled a name's length, past what a file name can
+/// hold for names libvirt itself stores as files).
 pub fn file_name(name: &str) -> String {
     let mut out = String::new();
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && !out.is_empty()) {
-            out.push(b as char);
+    for c in name.chars() {
+        let kept = c.is_ascii_alphanumeric()
+            || c == '_'
+            || c == '-'
+            || (c == '.' && !out.is_empty())
+            || !c.is_ascii();
+        if kept {
+            out.push(c);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push_str(&format!("%{:02X}", c as u32));
         }
     }
     out
 }
+
+/// Longest name part of a remembered file: a file name holds 255 bytes, and
+/// `.xml.tmp.<pid>` must fit beside it.
+const MAX_FILE_NAME: usize = 230;
 
 fn unfile_name(s: &str) -> Option<String> {
     let mut bytes = Vec::new();
@@ -142,13 +153,21 @@ impl Store {
 
     /// Keeps what a hook was told about `name`.
     pub fn remember(&self, kind: Kind, name: &str, xml: &str) -> Result<()> {
+        let file = file_name(name);
+        if file.len() > MAX_FILE_NAME {
+            let start: String = name.chars().take(40).collect();
+            return Err(crate::error::BadInput(format!(
+                "{} name `{}…` is {} bytes: too long for a name libvirt keeps as a file",
+                kind.dir().trim_end_matches('s'),
+                start.escape_debug(),
+                name.len()
+            ))
+            .into());
+        }
         let dir = self.dir.join(kind.dir());
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        write_atomically(
-            &dir.join(format!("{}.xml", file_name(name))),
-            xml.as_bytes(),
-        )
+        write_atomically(&dir.join(format!("{file}.xml")), xml.as_bytes())
     }
 
     pub fn forget(&self, kind: Kind, name: &str) {
@@ -245,7 +264,14 @@ mod tests {
     #[test]
     fn remembers_xml_under_safe_file_names() {
         let store = Store::at(&tmpdir("remember"));
-        for name in ["vm1", "../../etc/passwd", "a b/c%", ".hidden", "ünï"] {
+        for name in [
+            "vm1",
+            "../../etc/passwd",
+            "a b/c%",
+            ".hidden",
+            "ünï",
+            &"日本".repeat(30),
+        ] {
             store
                 .remember(Kind::Domain, name, &format!("<domain>{name}</domain>"))
                 .unwrap();
@@ -265,7 +291,7 @@ mod tests {
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        assert_eq!(got.len(), 5);
+        assert_eq!(got.len(), 6);
         assert!(got.contains(&"../../etc/passwd".to_string()) && got.contains(&"ünï".to_string()));
         assert_eq!(
             store.recall(Kind::Domain, "a b/c%").unwrap(),
@@ -274,6 +300,8 @@ mod tests {
         store.forget(Kind::Domain, "a b/c%");
         assert!(store.recall(Kind::Domain, "a b/c%").is_none());
         assert!(store.remembered(Kind::Network).is_empty());
+        let e = store.remember(Kind::Domain, &"x".repeat(300), "<domain/>");
+        assert!(format!("{:#}", e.unwrap_err()).contains("300 bytes"));
         let _ = std::fs::remove_dir_all(store.dir());
     }
 
