@@ -35,6 +35,21 @@ pub fn read_limited(r: impl Read, what: &str, limit: u64) -> Result<String, Stri
     })
 }
 
+/// A value from the input as a message shows it: escaped, and cut after 64 characters (a
+/// hostile megabyte-long attribute must not come back as a megabyte-long message).
+pub fn shown(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    if s.chars().nth(64).is_some() {
+        out.push_str(&format!("… ({} bytes)", s.len()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +61,10 @@ mod tests {
         assert_eq!(e, "f.toml:3: not UTF-8 text (byte 0xff at offset 4)");
         let e = read_limited(std::io::repeat(b'a'), "stdin", 1 << 20).unwrap_err();
         assert!(e.starts_with("stdin: more than 1 MiB"), "{e}");
+        assert_eq!(shown("a\nb"), "a\\nb");
+        assert_eq!(
+            shown(&"x".repeat(100)),
+            format!("{}… (100 bytes)", "x".repeat(64))
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! used inside our `urn:virt-vlan:1` metadata.
 
 use crate::port_vlans::{Native, PortVlans};
+use crate::text::shown;
 use crate::vid::{VidSet, check_vid};
 
 /// Line of `node` in its document (1-based), for messages.
@@ -46,7 +47,7 @@ pub fn parse_vlan(vlan: roxmltree::Node) -> Result<PortVlans, String> {
                 child,
                 &format!(
                     "<{}> is not allowed in <vlan>; only <tag id='N'/>",
-                    child.tag_name().name()
+                    shown(child.tag_name().name())
                 ),
             ));
         }
@@ -56,13 +57,14 @@ pub fn parse_vlan(vlan: roxmltree::Node) -> Result<PortVlans, String> {
         {
             return Err(at(
                 child,
-                &format!("<tag> has unknown attribute '{}'", a.name()),
+                &format!("<tag> has unknown attribute '{}'", shown(a.name())),
             ));
         }
-        let id = child
+        let raw_id = child
             .attribute("id")
             .ok_or_else(|| at(child, "<tag> without id; write <tag id='100'/>"))?;
-        let vid = id
+        let id = shown(raw_id);
+        let vid = raw_id
             .trim()
             .parse::<u64>()
             .map_err(|_| at(child, &format!("<tag id='{id}'>: not a number")))
@@ -75,7 +77,8 @@ pub fn parse_vlan(vlan: roxmltree::Node) -> Result<PortVlans, String> {
                 return Err(at(
                     child,
                     &format!(
-                        "<tag id='{id}' nativeMode='{other}'>: nativeMode must be 'tagged' or 'untagged'"
+                        "<tag id='{id}' nativeMode='{}'>: nativeMode must be 'tagged' or 'untagged'",
+                        shown(other)
                     ),
                 ));
             }
@@ -112,7 +115,10 @@ pub fn parse_vlan(vlan: roxmltree::Node) -> Result<PortVlans, String> {
         Some(other) => {
             return Err(at(
                 vlan,
-                &format!("<vlan trunk='{other}'>: trunk must be 'yes' or 'no'"),
+                &format!(
+                    "<vlan trunk='{}'>: trunk must be 'yes' or 'no'",
+                    shown(other)
+                ),
             ));
         }
         None => {

@@ -6,6 +6,7 @@ use crate::error::BadInput;
 use crate::libvirt_vlan::{Lines, line_of, parse_vlan};
 use crate::netdev::{format_mac, parse_mac};
 use crate::port_vlans::PortVlans;
+use crate::text::shown;
 use roxmltree::{Document, Node};
 
 /// Our metadata namespace.
@@ -69,9 +70,9 @@ impl Selector {
 impl std::fmt::Display for Selector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Selector::Mac(m) => write!(f, "mac=\"{m}\""),
-            Selector::Alias(a) => write!(f, "alias=\"{a}\""),
-            Selector::Target(t) => write!(f, "target=\"{t}\""),
+            Selector::Mac(m) => write!(f, "mac=\"{}\"", shown(m)),
+            Selector::Alias(a) => write!(f, "alias=\"{}\"", shown(a)),
+            Selector::Target(t) => write!(f, "target=\"{}\"", shown(t)),
         }
     }
 }
@@ -148,7 +149,16 @@ fn parse_doc<'a>(what: &str, text: &'a str) -> Result<Document<'a>, BadInput> {
                  entity declarations are not expanded"
             ))
         }
-        e => BadInput(format!("{what}: not well-formed XML: {e}")),
+        e => {
+            // where the input ends, for the errors roxmltree places nowhere
+            let line = match e {
+                roxmltree::Error::NoRootNode | roxmltree::Error::UnclosedRootNode => {
+                    text.lines().count().max(1) as u32
+                }
+                ref e => e.pos().row,
+            };
+            BadInput(format!("{what}: line {line}: not well-formed XML: {e}"))
+        }
     })
 }
 
@@ -169,7 +179,7 @@ pub fn parse_domain(text: &str) -> Result<Domain, BadInput> {
     if root.tag_name().name() != "domain" {
         return Err(BadInput(format!(
             "domain XML: root element is <{}>, not <domain>",
-            root.tag_name().name()
+            shown(root.tag_name().name())
         )));
     }
     let name = child(root, "name")
@@ -239,7 +249,10 @@ fn parse_metadata(meta: Node, lines: &Lines) -> Result<Vec<MetaEntry>, String> {
         if block.tag_name().name() != "vlans" {
             return Err(at(
                 block,
-                &format!("<{}> in {NS}: expected <vlans>", block.tag_name().name()),
+                &format!(
+                    "<{}> in {NS}: expected <vlans>",
+                    shown(block.tag_name().name())
+                ),
             ));
         }
         for e in block.children().filter(|c| c.is_element()) {
@@ -248,7 +261,7 @@ fn parse_metadata(meta: Node, lines: &Lines) -> Result<Vec<MetaEntry>, String> {
                     e,
                     &format!(
                         "<{}> in <vlans>: expected <interface mac|alias|target=…>",
-                        e.tag_name().name()
+                        shown(e.tag_name().name())
                     ),
                 ));
             }
@@ -260,7 +273,10 @@ fn parse_metadata(meta: Node, lines: &Lines) -> Result<Vec<MetaEntry>, String> {
                         None => {
                             return Err(at(
                                 e,
-                                &format!("<interface mac=\"{}\">: not a MAC address", a.value()),
+                                &format!(
+                                    "<interface mac=\"{}\">: not a MAC address",
+                                    shown(a.value())
+                                ),
                             ));
                         }
                     },
@@ -269,7 +285,7 @@ fn parse_metadata(meta: Node, lines: &Lines) -> Result<Vec<MetaEntry>, String> {
                     other => {
                         return Err(at(
                             e,
-                            &format!("<interface> has unknown attribute '{other}'"),
+                            &format!("<interface> has unknown attribute '{}'", shown(other)),
                         ));
                     }
                 }
@@ -291,7 +307,10 @@ fn parse_metadata(meta: Node, lines: &Lines) -> Result<Vec<MetaEntry>, String> {
                 [v] => {
                     return Err(at(
                         *v,
-                        &format!("<{}> in <interface>: expected <vlan>", v.tag_name().name()),
+                        &format!(
+                            "<{}> in <interface>: expected <vlan>",
+                            shown(v.tag_name().name())
+                        ),
                     ));
                 }
                 _ => {
@@ -381,10 +400,7 @@ pub fn parse_hook_data(text: &str) -> Result<(Network, Option<NetPort>), BadInpu
             {
                 return Err(at(
                     p,
-                    format!(
-                        "<networkport> <uuid>{}</uuid>: not a UUID",
-                        uuid.escape_debug()
-                    ),
+                    format!("<networkport> <uuid>{}</uuid>: not a UUID", shown(&uuid)),
                 ));
             }
             let mac = match child(p, "mac").map(|m| (m, m.attribute("address"))) {
@@ -393,7 +409,7 @@ pub fn parse_hook_data(text: &str) -> Result<(Network, Option<NetPort>), BadInpu
                         m,
                         format!(
                             "<networkport> <mac address='{}'>: not a MAC address",
-                            a.escape_debug()
+                            shown(a)
                         ),
                     )
                 })?,
