@@ -386,11 +386,14 @@ impl Source<'_> {
             (None, Some(k)) => k.to_string(),
             (None, None) => String::new(),
         };
-        // a hostile key may be megabytes long: name its start
-        let path = match path.char_indices().nth(80) {
-            Some((cut, _)) => format!("{}…", &path[..cut]),
-            None => path,
+        // a hostile key may be megabytes long (and the TOML reader's message repeat it):
+        // name its start
+        let cut = |s: String, n: usize| match s.char_indices().nth(n) {
+            Some((at, _)) => format!("{}…", &s[..at]),
+            None => s,
         };
+        let path = cut(path, 80);
+        let message = cut(message.to_string(), 400);
         if path.is_empty() {
             ConfigError(format!("{place}: {message}"))
         } else {
