@@ -170,6 +170,13 @@ impl Store {
         write_atomically(&dir.join(format!("{file}.xml")), xml.as_bytes())
     }
 
+    /// The file what a hook was told about `name` is kept in.
+    pub fn path_of(&self, kind: Kind, name: &str) -> PathBuf {
+        self.dir
+            .join(kind.dir())
+            .join(format!("{}.xml", file_name(name)))
+    }
+
     pub fn forget(&self, kind: Kind, name: &str) {
         let _ = std::fs::remove_file(
             self.dir

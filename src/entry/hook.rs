@@ -415,7 +415,10 @@ fn port_domain(
 ) -> Result<(crate::libvirt_xml::Domain, usize)> {
     let owner = port.owner.clone().unwrap_or_else(|| "-".to_string());
     let mut d = match store.recall(Kind::Domain, &owner) {
-        Some(xml) => parse_domain(&xml)?,
+        Some(xml) => parse_domain(&xml).map_err(|e| {
+            let path = store.path_of(Kind::Domain, &owner);
+            BadInput(format!("{} (as remembered in {})", e.0, path.display()))
+        })?,
         None => crate::libvirt_xml::Domain {
             name: owner,
             uuid: None,
@@ -478,7 +481,10 @@ pub fn wait_port(config_path: &Path, uuid: &str) -> Result<()> {
     let xml = store
         .recall(Kind::Port, uuid)
         .ok_or_else(|| anyhow!("port {uuid}: nothing remembered about it"))?;
-    let (net, port) = parse_hook_data(&xml)?;
+    let (net, port) = parse_hook_data(&xml).map_err(|e| {
+        let path = store.path_of(Kind::Port, uuid);
+        BadInput(format!("{} (as remembered in {})", e.0, path.display()))
+    })?;
     let port = port.ok_or_else(|| anyhow!("port {uuid}: no <networkport>"))?;
     let guest_mac = parse_mac(&port.mac).ok_or_else(|| anyhow!("port {uuid}: bad MAC"))?;
     let mut events = crate::linkwatch::LinkEvents::subscribe()?;
