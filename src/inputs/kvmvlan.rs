@@ -389,6 +389,37 @@ tagged = 100 200 300
 ";
 
     #[test]
+    fn names_that_are_not_bare_toml_keys_are_quoted_and_errors_name_the_ini_line() {
+        let (toml, _) = import(
+            ("bi.conf", "[br.0]\ntrunk-port = eth0.100\ntrunk-tags = 5\n"),
+            ("vf.conf", "[v\"0]\nguest = a\"b\\c\npvid = 5\n"),
+        )
+        .unwrap();
+        let c = Config::parse("x", &toml).unwrap();
+        assert_eq!(
+            c.bridges["br.0"].uplinks["eth0.100"].vlans.to_string(),
+            "tagged 5"
+        );
+        assert_eq!(c.ports[0].interface, "v\"0");
+        assert_eq!(c.ports[0].domain.as_deref(), Some("a\"b\\c"));
+        let e = import(
+            (
+                "bi.conf",
+                "[br0]\ntrunk-port = eth0\n\n[br1]\ntrunk-port = eth0\n",
+            ),
+            ("vf.conf", ""),
+        )
+        .unwrap_err();
+        assert!(
+            e.0.starts_with(
+                "bi.conf:5: bridges.br1.uplinks.eth0: eth0 is already an uplink of br0 at bi.conf:2"
+            ),
+            "{}",
+            e.0
+        );
+    }
+
+    #[test]
     fn imports_the_kvmvlan_samples() {
         let (toml, notes) = import(
             ("bridge_init.conf", BRIDGE_INIT),
