@@ -29,6 +29,7 @@ impl Ini {
             sections: Vec::new(),
         };
         let mut current: Option<usize> = None; // None = before any section; usize::MAX = DEFAULT
+        let mut names = std::collections::HashSet::new();
         let mut last_key: Option<String> = None;
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
@@ -55,7 +56,7 @@ impl Ini {
                 if name == "DEFAULT" {
                     current = Some(usize::MAX);
                 } else {
-                    if ini.sections.iter().any(|(n, _, _)| *n == name) {
+                    if !names.insert(name.clone()) {
                         return Err(BadInput(format!(
                             "{file}:{line}: section [{name}] appears twice"
                         )));
@@ -161,13 +162,18 @@ struct Out {
     text: String,
     /// (first TOML line, `file:line` it came from), ascending.
     from: Vec<(usize, String)>,
+    /// Lines in `text[..counted]` (counted as it grows: counting all of it each time made a
+    /// large import quadratic).
+    lines: usize,
+    counted: usize,
 }
 
 impl Out {
     /// The lines written from now on come from `file:line`.
     fn from(&mut self, file: &str, line: usize) {
-        let next = self.text.matches('\n').count() + 1;
-        self.from.push((next, format!("{file}:{line}")));
+        self.lines += self.text[self.counted..].matches('\n').count();
+        self.counted = self.text.len();
+        self.from.push((self.lines + 1, format!("{file}:{line}")));
     }
 
     /// `message` with every `(imported config):N` replaced by the kvmvlan place of line N.
@@ -180,7 +186,8 @@ impl Out {
             rest = &rest[i + NAME.len()..];
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
             let n: usize = rest[..digits].parse().unwrap_or(0);
-            match self.from.iter().rev().find(|(first, _)| *first <= n) {
+            let i = self.from.partition_point(|(first, _)| *first <= n);
+            match i.checked_sub(1).map(|i| &self.from[i]) {
                 Some((_, place)) => out.push_str(place),
                 None => out.push_str(&format!("{NAME}{n}")),
             }
@@ -204,6 +211,8 @@ pub fn import(
     let mut out = Out {
         text: String::new(),
         from: Vec::new(),
+        lines: 0,
+        counted: 0,
     };
     let _ = writeln!(
         out.text,
