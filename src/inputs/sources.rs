@@ -160,7 +160,7 @@ pub fn libvirt_vlan(
     }
     match &iface.vlan {
         Some(v) => {
-            let own = vlan_of(v, d, iface, "interface")?;
+            let own = vlan_of(v, d, iface, "interface <vlan>")?;
             Ok(Some(match inherited {
                 Some((from_net, what)) if from_net == own => (own, what),
                 _ => (own, "interface <vlan>".into()),
@@ -173,7 +173,7 @@ pub fn libvirt_vlan(
 fn vlan_of(el: &VlanElement, d: &Domain, iface: &Iface, what: &str) -> Result<PortVlans, BadInput> {
     el.clone().map_err(|e| {
         BadInput(format!(
-            "domain {} interface {}: {what} <vlan>: {e}",
+            "domain {} interface {}: {what}: {e}",
             d.name,
             iface.label()
         ))
