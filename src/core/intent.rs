@@ -185,6 +185,29 @@ pub fn resolve(
         if ifname != g.ifname {
             renamed.insert(&g.ifname, ifname.clone());
         }
+        // A guest's XML names its tap; it must not name a port the config gives a role of its
+        // own (an uplink, or a port of no domain): the uplink would carry the guest's VIDs
+        // on demand, and a hook would overwrite the static port.
+        if let Some(b) = config
+            .bridges
+            .values()
+            .find(|b| b.uplinks.contains_key(&ifname))
+        {
+            return Err(BadInput(format!(
+                "{}: port {}: is the uplink of bridge {} ({}); a guest's interface cannot be it",
+                g.origin, ifname, b.name, b.uplinks[&ifname].at
+            ))
+            .into());
+        }
+        if !take_static
+            && let Some(p) = config.ports_of_domain(None).find(|p| p.interface == ifname)
+        {
+            return Err(BadInput(format!(
+                "{}: port {}: is configured for no domain at {}; a guest's interface cannot be it",
+                g.origin, ifname, p.at
+            ))
+            .into());
+        }
         let bridge = bind_port(config, state, &ifname, None)
             .map_err(|e| anyhow!("{}: port {}: {e}", g.origin, ifname))?;
         if let Some((_, first)) = guest_ports.get(&ifname) {
@@ -686,6 +709,32 @@ tagged = "200,300"
         assert!(
             !b.ports["eth0"].vlans.members().contains(1000),
             "the uplink never carries a forbidden VID on demand"
+        );
+    }
+
+    #[test]
+    fn a_guest_naming_an_uplink_or_a_static_port_as_its_tap_is_refused() {
+        let c = config(CONF);
+        let st = state(&[("br0", &["eth0", "veth0"])]);
+        let origin = Origin {
+            what: "metadata (line 5)".into(),
+            domain: Some("vm1".into()),
+            interface: Some("net0".into()),
+        };
+        let g = GuestPort::new("eth0", PortVlans::access(5), origin.clone());
+        let scope = Scope::Ports(["eth0".to_string()].into());
+        let e = resolve(&c, &st, &[g], &Record::default(), &scope).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("port eth0: is the uplink of bridge br0 (t.toml:8)"),
+            "{e:#}"
+        );
+        assert_eq!(crate::error::exit_code(&e), 2);
+        let g = GuestPort::new("veth0", PortVlans::access(5), origin);
+        let scope = Scope::Ports(["veth0".to_string()].into());
+        let e = resolve(&c, &st, &[g], &Record::default(), &scope).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("port veth0: is configured for no domain at t.toml:12"),
+            "{e:#}"
         );
     }
 
