@@ -4,7 +4,7 @@
 #   make bench  benchmarks in the lab VM, writes BENCHMARKS.md
 
 # lab_deb installs the package `make deb` builds, so `lab` builds it first.
-LAB_SUITES := lab lab_libvirt lab_libvirt_live lab_ovs lab_deb
+LAB_SUITES := lab lab_hostile lab_libvirt lab_libvirt_live lab_ovs lab_deb
 
 .PHONY: all build deps lint unit lab test demo bench deb
 all: build

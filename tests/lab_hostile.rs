@@ -1,0 +1,431 @@
+//! Hostile inputs that get as far as the kernel (issue 11), in the lab VM: a valid config or
+//! domain XML whose trouble only shows against the live host — a bridge or port that is
+//! missing, a port of an unmanaged bridge, a guest whose tap is the bridge, its uplink or a
+//! static port, a bridge named like a shell command, one bad interface among good ones. On a
+//! converged bridge, each case snapshots the kernel (`bridge -d -j vlan show` and
+//! `ip -d -j link show` in the lab's namespace) and the ownership record before, runs the
+//! real binary, and asserts the exit code, the message, and both snapshots identical after.
+//! The cases refused before any kernel access are in `tests/hostile.rs` (run on any machine).
+
+mod labkit;
+
+use labkit::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+/// The host every case starts from: br0 managed (uplink up0 on demand, static port g1, guest
+/// tap g2 free for a domain), br9 unmanaged with port g9, a bridge named `$(reboot)` with
+/// port sh0, and a veth lonely0 on no bridge.
+const CONFIG: &str = r#"
+[bridges.br0]
+default_pvid = 0
+allowed = "1-1000"
+[bridges.br0.uplinks.up0]
+tagged = "100"
+on_demand = true
+[[ports]]
+interface = "g1"
+pvid = 100
+[hooks]
+port_wait = 1
+"#;
+
+fn hostile_lab() -> Lab {
+    let mut lab = Lab::new("hostile");
+    let host = lab.name.clone();
+    lab.veth_port("up0", "br0");
+    lab.veth_port("g1", "br0");
+    lab.veth_port("g2", "br0");
+    lab.queue(&host, "link add br9 type bridge");
+    lab.queue(&host, "link set br9 up");
+    lab.veth_port("g9", "br9");
+    lab.queue(&host, "link add lonely0 type veth peer name lonely1");
+    lab.build();
+    // a name iproute2's batch parser need not understand: through the shell, quoted
+    lab.host("ip link add '$(reboot)' type bridge && ip link add sh0 type veth peer name sh1 && ip link set sh0 master '$(reboot)' && ip link set sh0 up && ip link set '$(reboot)' up");
+    lab.config(CONFIG);
+    lab.vv_ok(&["apply"]);
+    assert_eq!(lab.port("g1"), "100PU");
+    lab
+}
+
+/// The lab namespace's links and bridge VLANs, without what changes by itself (bridge
+/// timers, operstate while links settle).
+fn kernel_dump(lab: &Lab) -> String {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.retain(|k, _| !k.ends_with("_timer") && k != "operstate");
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    for (program, args) in [
+        ("bridge", &["-d", "-j", "vlan", "show"][..]),
+        ("ip", &["-d", "-j", "link", "show"][..]),
+    ] {
+        let mut c = in_ns(&lab.name, program);
+        c.args(args);
+        let text = checked(c, program);
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        strip(&mut v);
+        out.push_str(&serde_json::to_string_pretty(&v).unwrap());
+        out.push('\n');
+    }
+    out
+}
+
+/// A live domain XML: one `<interface>` per (MAC, tap) with our metadata giving it `vid`.
+fn domain(ifaces: &[(&str, &str, u16)]) -> String {
+    let mut meta = String::new();
+    let mut devices = String::new();
+    for (mac, tap, vid) in ifaces {
+        meta.push_str(&format!(
+            "<vv:interface mac='{mac}'><vv:vlan><vv:tag id='{vid}'/></vv:vlan></vv:interface>\n"
+        ));
+        devices.push_str(&format!(
+            "<interface type='bridge'><mac address='{mac}'/><source bridge='br0'/><target dev='{tap}'/></interface>\n"
+        ));
+    }
+    format!(
+        "<domain type='kvm'>\n<name>vm1</name>\n<metadata>\n<vv:vlans xmlns:vv='urn:virt-vlan:1'>\n{meta}</vv:vlans>\n</metadata>\n<devices>\n{devices}</devices>\n</domain>\n"
+    )
+}
+
+struct Case {
+    name: &'static str,
+    /// The config for this case (`None`: [`CONFIG`]).
+    config: Option<String>,
+    args: &'static [&'static str],
+    stdin: Option<String>,
+    /// Written over the case's copy of the ownership record.
+    record: Option<&'static str>,
+    code: i32,
+    /// In stderr (`out:…`: in stdout).
+    want: Vec<String>,
+}
+
+fn case(name: &'static str, args: &'static [&'static str], code: i32, want: &[&str]) -> Case {
+    Case {
+        name,
+        config: None,
+        args,
+        stdin: None,
+        record: None,
+        code,
+        want: want.iter().map(|w| w.to_string()).collect(),
+    }
+}
+
+const START: &[&str] = &["hook", "qemu", "vm1", "start", "begin", "-"];
+
+fn cases() -> Vec<Case> {
+    let with = |extra: &str| Some(format!("{CONFIG}{extra}"));
+    let shell_bridge = || {
+        Some(
+            "[bridges.\"$(reboot)\"]\nvlan_filtering = true\ndefault_pvid = 0\n[bridges.\"$(reboot)\".self]\npvid = 7\n"
+                .to_string(),
+        )
+    };
+    let hook = |name, ifaces: &[(&str, &str, u16)], code, want: &[&str]| {
+        let mut c = case(name, START, code, want);
+        c.stdin = Some(domain(ifaces));
+        c
+    };
+    let mut v = vec![
+        Case {
+            config: Some("[bridges.br-gone]\n".into()),
+            ..case(
+                "apply-bridge-missing",
+                &["apply"],
+                1,
+                &["bridge br-gone does not exist"],
+            )
+        },
+        Case {
+            config: with("[[ports]]\ninterface = \"nosuch0\"\npvid = 5\n"),
+            ..case(
+                "apply-port-missing",
+                &["apply"],
+                1,
+                &["port nosuch0: no such bridge port"],
+            )
+        },
+        Case {
+            config: with("[[ports]]\ninterface = \"g9\"\npvid = 5\n"),
+            ..case(
+                "apply-port-of-unmanaged-bridge",
+                &["apply"],
+                1,
+                &["port g9: is a port of bridge br9, which virt-vlan does not manage"],
+            )
+        },
+        Case {
+            config: with("[[ports]]\ninterface = \"lonely0\"\npvid = 5\n"),
+            ..case(
+                "apply-port-on-no-bridge",
+                &["apply"],
+                1,
+                &["port lonely0: no such bridge port"],
+            )
+        },
+        Case {
+            config: with("[[ports]]\ninterface = \"br9\"\npvid = 5\n"),
+            ..case(
+                "apply-port-is-a-bridge",
+                &["apply"],
+                1,
+                &["port br9: is a bridge, not a bridge port"],
+            )
+        },
+        Case {
+            config: with("[bridges.br0.uplinks.nosuch0]\ntagged = \"5\"\n"),
+            ..case(
+                "apply-uplink-missing",
+                &["apply"],
+                1,
+                &["uplink nosuch0 of br0 is not a port of br0"],
+            )
+        },
+        Case {
+            config: with("[bridges.br0.uplinks.g9]\ntagged = \"5\"\n"),
+            ..case(
+                "apply-uplink-on-another-bridge",
+                &["apply"],
+                1,
+                &["uplink g9 of br0 is a port of bridge br9"],
+            )
+        },
+        Case {
+            // with two bridges the config cannot tell g1's bridge: the kernel does, then the
+            // policy refuses before anything is written
+            config: Some(CONFIG.replace("pvid = 100", "pvid = 2000") + "[bridges.br9]\n"),
+            ..case(
+                "apply-static-vid-outside-allowed",
+                &["apply"],
+                2,
+                &["VID 2000 is not allowed on bridge br0"],
+            )
+        },
+        Case {
+            config: shell_bridge().map(|c| c + "[[ports]]\ninterface = \"nosuch0\"\npvid = 5\n"),
+            ..case(
+                "apply-shell-named-bridge-port-missing",
+                &["apply"],
+                1,
+                &["port nosuch0: no such bridge port"],
+            )
+        },
+        Case {
+            config: shell_bridge(),
+            ..case(
+                "dry-run-quotes-a-shell-named-bridge",
+                &["apply", "--dry-run"],
+                0,
+                &["out:'$(reboot)'"],
+            )
+        },
+        Case {
+            config: shell_bridge(),
+            ..case("show-a-shell-named-bridge", &["show"], 0, &["out:sh0"])
+        },
+        Case {
+            record: Some("{\"bridges\": {\"br0\": [1, 2"),
+            ..case(
+                "apply-with-a-damaged-record",
+                &["apply"],
+                1,
+                &["ownership record", "is damaged"],
+            )
+        },
+        Case {
+            config: Some("[bridges.br-gone]\n".into()),
+            ..case(
+                "daemon-start-bridge-missing-only-logs",
+                &["hook", "daemon", "-", "start", "-", "shutdown"],
+                0,
+                &[],
+            )
+        },
+        hook(
+            "hook-tap-missing",
+            &[("52:54:00:00:00:01", "vnet404", 5)],
+            1,
+            &["port vnet404: no such bridge port"],
+        ),
+        hook(
+            "hook-tap-on-unmanaged-bridge",
+            &[("52:54:00:00:00:01", "g9", 5)],
+            1,
+            &["port g9: is a port of bridge br9"],
+        ),
+        hook(
+            "hook-tap-on-shell-named-bridge",
+            &[("52:54:00:00:00:01", "sh0", 5)],
+            1,
+            &["port sh0: is a port of bridge $(reboot)"],
+        ),
+        hook(
+            "hook-tap-is-the-bridge",
+            &[("52:54:00:00:00:01", "br0", 5)],
+            1,
+            &["port br0: is a bridge, not a bridge port"],
+        ),
+        hook(
+            "hook-tap-is-the-uplink",
+            &[("52:54:00:00:00:01", "up0", 5)],
+            1,
+            &["port up0: is the uplink of bridge br0"],
+        ),
+        hook(
+            "hook-tap-is-a-static-port",
+            &[("52:54:00:00:00:01", "g1", 5)],
+            1,
+            &["port g1: is configured for no domain"],
+        ),
+        hook(
+            "hook-tap-not-enslaved",
+            &[("52:54:00:00:00:01", "lonely0", 5)],
+            1,
+            &["port lonely0: no such bridge port"],
+        ),
+        hook(
+            "hook-two-interfaces-one-tap",
+            &[
+                ("52:54:00:00:00:01", "g2", 5),
+                ("52:54:00:00:00:02", "g2", 6),
+            ],
+            1,
+            &["port g2 is given VLANs twice"],
+        ),
+        hook(
+            "hook-one-good-interface-one-missing",
+            &[
+                ("52:54:00:00:00:01", "g2", 5),
+                ("52:54:00:00:00:02", "vnet404", 6),
+            ],
+            1,
+            &["port vnet404: no such bridge port"],
+        ),
+    ];
+    // the same refusals through the other hooks that apply a domain
+    for (name, op) in [
+        ("hook-started-tap-is-the-uplink", "started"),
+        ("hook-reconnect-tap-is-the-uplink", "reconnect"),
+    ] {
+        let args: &'static [&'static str] = match op {
+            "started" => &["hook", "qemu", "vm1", "started", "begin", "-"],
+            _ => &["hook", "qemu", "vm1", "reconnect", "begin", "-"],
+        };
+        // reconnect only logs (a failing reconnect makes libvirt kill the guest)
+        let (code, want): (i32, &[&str]) = if op == "reconnect" {
+            (0, &[])
+        } else {
+            (1, &["port up0: is the uplink of bridge br0"])
+        };
+        let mut c = case(name, args, code, want);
+        c.stdin = Some(domain(&[("52:54:00:00:00:01", "up0", 5)]));
+        v.push(c);
+    }
+    v
+}
+
+fn run(lab: &Lab, c: &Case, dir: &Path) -> Output {
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let config = dir.join("virt-vlan.toml");
+    std::fs::write(&config, c.config.as_deref().unwrap_or(CONFIG)).unwrap();
+    let record = dir.join("state/ownership.json");
+    std::fs::copy(lab.dir.join("state/ownership.json"), &record).unwrap();
+    if let Some(r) = c.record {
+        std::fs::write(&record, r).unwrap();
+    }
+    let mut cmd = lab.vv_command(c.args);
+    cmd.env("VIRT_VLAN_CONFIG", &config)
+        .env("VIRT_VLAN_STATE_DIR", dir.join("state"))
+        .env("VIRT_VLAN_LOG_DIR", dir.join("log"))
+        .env("VIRT_VLAN_ROOT", dir.join("root"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stdin = c.stdin.clone().unwrap_or_default();
+    let mut pipe = child.stdin.take().unwrap();
+    let _ = pipe.write_all(stdin.as_bytes());
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn hostile_inputs_that_reach_the_kernel_change_nothing() {
+    let lab = hostile_lab();
+    let baseline_record = std::fs::read(lab.dir.join("state/ownership.json")).unwrap();
+    // links settle for a moment after the topology is built: start from a still picture
+    let mut before = kernel_dump(&lab);
+    assert!(
+        wait_for(5, || {
+            let now = kernel_dump(&lab);
+            std::mem::replace(&mut before, now) == before
+        }),
+        "the lab's kernel state does not settle"
+    );
+    let mut failed = Vec::new();
+    let cases = cases();
+    for (i, c) in cases.iter().enumerate() {
+        let dir: PathBuf = lab.dir.join(format!("case-{i:02}"));
+        let o = run(&lab, c, &dir);
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        let after = kernel_dump(&lab);
+        let mut wrong = Vec::new();
+        if o.status.code() != Some(c.code) {
+            wrong.push(format!("exit {:?}, wanted {}", o.status.code(), c.code));
+        }
+        if stderr.contains("panicked") {
+            wrong.push("panicked".into());
+        }
+        for w in &c.want {
+            match w.strip_prefix("out:") {
+                Some(n) if !stdout.contains(n) => wrong.push(format!("stdout lacks {n:?}")),
+                None if !stderr.contains(w.as_str()) => wrong.push(format!("stderr lacks {w:?}")),
+                _ => {}
+            }
+        }
+        if c.args[0] == "hook" && !stdout.is_empty() {
+            wrong.push(format!("a hook printed on stdout: {stdout}"));
+        }
+        if after != before {
+            wrong.push(format!(
+                "the kernel changed:\n--- before\n{before}\n--- after\n{after}"
+            ));
+        }
+        let record = std::fs::read(dir.join("state/ownership.json")).unwrap_or_default();
+        if c.record.is_none() && record != baseline_record {
+            wrong.push(format!(
+                "the ownership record changed: {}",
+                String::from_utf8_lossy(&record)
+            ));
+        }
+        println!("{} -> {:?}: {}", c.name, o.status.code(), stderr.trim_end());
+        if !wrong.is_empty() {
+            failed.push(format!(
+                "{}:\n    {}\n    stdout: {stdout}\n    stderr: {stderr}",
+                c.name,
+                wrong.join("\n    ")
+            ));
+        }
+        // a case that changed the kernel must not make the next ones fail too
+        before = after;
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} lab hostile cases failed:\n{}",
+        failed.len(),
+        cases.len(),
+        failed.join("\n")
+    );
+    println!("lab hostile cases: {} passed", cases.len());
+}
