@@ -429,3 +429,51 @@ fn hostile_inputs_that_reach_the_kernel_change_nothing() {
     );
     println!("lab hostile cases: {} passed", cases.len());
 }
+
+/// A fault (issue 11): `/run` full. The state directory is a tmpfs with no room left; a run
+/// that has something to write records what it is about to do first, that save fails, so the
+/// run stops before its first kernel write, says why, and the kernel and the record are as
+/// they were. With room again, the same run goes through.
+#[test]
+fn a_full_state_directory_stops_a_run_before_its_first_kernel_write() {
+    let mut lab = Lab::new("fullrun");
+    lab.veth_port("up0", "br0");
+    lab.veth_port("g1", "br0");
+    lab.build();
+    let state = lab.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let s = state.display().to_string();
+    must(&format!("mount -t tmpfs -o size=64k tmpfs {s}"));
+    struct Unmount(String);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(s.clone());
+    lab.config(CONFIG.replace("allowed = \"1-1000\"\n", "").as_str());
+    lab.vv_ok(&["apply"]);
+    assert_eq!(lab.port("g1"), "100PU");
+    // fill it: dd stops at ENOSPC
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={s}/fill"), "bs=1k"])
+        .stderr(Stdio::null())
+        .status();
+    let record = std::fs::read(state.join("ownership.json")).unwrap();
+    let before = kernel_dump(&lab);
+    lab.config(&CONFIG.replace("pvid = 100", "pvid = 200"));
+    let o = lab.vv(&["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    println!("full /run -> {:?}: {err}", o.status.code());
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot record what this run is about to do") && err.contains("No space left"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(kernel_dump(&lab), before, "nothing was written");
+    assert_eq!(std::fs::read(state.join("ownership.json")).unwrap(), record);
+    std::fs::remove_file(state.join("fill")).unwrap();
+    lab.vv_ok(&["apply"]);
+    assert_eq!(lab.port("g1"), "200PU");
+}
