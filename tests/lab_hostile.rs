@@ -477,3 +477,74 @@ fn a_full_state_directory_stops_a_run_before_its_first_kernel_write() {
     lab.vv_ok(&["apply"]);
     assert_eq!(lab.port("g1"), "200PU");
 }
+
+/// Faults (issue 11): `[hooks] on_error`. A guest with one good interface (g2, VLAN 50) and
+/// one whose tap is missing cannot have its VLANs applied. `abort` (the default) refuses the
+/// start and changes nothing; `isolate` lets it start with its ports in no VLAN at all (the
+/// enslave default VID 1 gone too); `warn` lets it start with its ports as they were. Each
+/// says so in the hook log.
+#[test]
+fn hooks_on_error_abort_isolate_and_warn_do_what_they_say() {
+    let mut lab = Lab::new("onerr");
+    lab.veth_port("up0", "br0");
+    lab.veth_port("g2", "br0");
+    lab.build();
+    let base =
+        "[bridges.br0]\n[bridges.br0.uplinks.up0]\ntagged = \"100\"\n[hooks]\nport_wait = 1\n";
+    lab.config(base);
+    lab.vv_ok(&["apply"]);
+    assert_eq!(lab.port("g2"), "1PU", "the kernel's enslave default");
+    let xml = domain(&[
+        ("52:54:00:00:00:01", "g2", 50),
+        ("52:54:00:00:00:02", "vnet404", 51),
+    ]);
+    let hook = |on_error: &str| -> (Option<i32>, String) {
+        lab.config(&format!("{base}on_error = \"{on_error}\"\n"));
+        let log = lab.dir.join(format!("log-{on_error}"));
+        let mut child = lab
+            .vv_command(START)
+            .env("VIRT_VLAN_LOG_DIR", &log)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(xml.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        let logged: String = std::fs::read_dir(&log)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect();
+        let said = format!("{}{logged}", String::from_utf8_lossy(&o.stderr));
+        println!("on_error = {on_error} -> {:?}: {said}", o.status.code());
+        assert!(!said.contains("panicked"), "{said}");
+        (o.status.code(), said)
+    };
+
+    let before = kernel_dump(&lab);
+    let (code, said) = hook("abort");
+    assert_eq!(code, Some(1), "abort refuses the start: {said}");
+    assert!(said.contains("vnet404"), "{said}");
+    assert_eq!(kernel_dump(&lab), before, "abort changes nothing");
+
+    let (code, said) = hook("warn");
+    assert_eq!(code, Some(0), "warn lets the guest start: {said}");
+    assert!(said.contains("vnet404"), "{said}");
+    assert_eq!(lab.port("g2"), "1PU", "warn leaves the port as it was");
+
+    let (code, said) = hook("isolate");
+    assert_eq!(code, Some(0), "isolate lets the guest start: {said}");
+    assert!(said.contains("isolat"), "{said}");
+    assert_eq!(
+        lab.port("g2"),
+        "",
+        "isolate leaves the port in no VLAN at all"
+    );
+}

@@ -221,7 +221,9 @@ fn apply_ports(store: &Store, config: &Config, ports: &[GuestPort]) -> Result<us
     Ok(ports.len())
 }
 
-/// `on_error = "isolate"`: the domain's taps on managed bridges are stripped to no VLAN.
+/// `on_error = "isolate"`: the domain's taps on managed bridges are stripped to no VLAN. A tap
+/// that is not on a managed bridge (missing, say: often the very error) carries nothing and
+/// is left out, so it cannot make the isolation fail too.
 fn isolate(
     store: &Store,
     config: &Config,
@@ -258,6 +260,20 @@ fn isolate(
             })
         })
         .collect();
+    let state = crate::host_switch::HostSwitch::open(config)?
+        .read(&config.bridges.keys().cloned().collect())?;
+    let (ports, absent): (Vec<GuestPort>, Vec<GuestPort>) = ports.into_iter().partition(|p| {
+        state
+            .bridge_of(&p.ifname)
+            .is_some_and(|b| config.bridges.contains_key(&b.name))
+    });
+    for p in &absent {
+        tracing::info!(
+            "domain {}: {} is on no managed bridge; nothing to isolate there",
+            d.name,
+            p.ifname
+        );
+    }
     tracing::warn!(
         "domain {}: isolating {} port(s) ([hooks] on_error = \"isolate\"): {why:#}",
         d.name,
