@@ -548,3 +548,49 @@ fn hooks_on_error_abort_isolate_and_warn_do_what_they_say() {
         "isolate leaves the port in no VLAN at all"
     );
 }
+
+/// A fault (issue 11): `virsh` hangs. `apply` asks libvirt for its running guests; a virsh that
+/// never answers is killed at its time limit, the run says so and goes on with what the
+/// hooks last reported, and the config's ports are applied — a hung libvirt never hangs
+/// virt-vlan.
+#[test]
+fn a_hanging_virsh_is_cut_off_at_its_time_limit_and_the_run_goes_on() {
+    let mut lab = Lab::new("hangvirsh");
+    lab.veth_port("up0", "br0");
+    lab.veth_port("g1", "br0");
+    lab.build();
+    let bin = lab.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("virsh");
+    std::fs::write(&fake, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    must(&format!("chmod 755 {}", fake.display()));
+    lab.config(CONFIG);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let started = std::time::Instant::now();
+    let o = lab
+        .vv_command(&["apply"])
+        .env("PATH", path)
+        .env("LIBVIRT_DEFAULT_URI", "qemu+ssh://nowhere/system")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr);
+    println!(
+        "apply with a hanging virsh: {:?} after {took:?}: {err}",
+        o.status.code()
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("took longer than"), "{err}");
+    assert!(took < std::time::Duration::from_secs(90), "{took:?}");
+    assert_eq!(lab.port("g1"), "100PU");
+    let leftover = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 600"])
+        .output()
+        .unwrap();
+    assert!(
+        leftover.stdout.is_empty(),
+        "the hung virsh was not killed: {}",
+        String::from_utf8_lossy(&leftover.stdout)
+    );
+}
