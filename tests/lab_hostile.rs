@@ -594,3 +594,60 @@ fn a_hanging_virsh_is_cut_off_at_its_time_limit_and_the_run_goes_on() {
         String::from_utf8_lossy(&leftover.stdout)
     );
 }
+
+/// A fault (issue 11): netlink notifications overrun (ENOBUFS). The watcher is stopped
+/// (SIGSTOP) while a VID it owns is deleted by hand and thousands of link changes overflow its
+/// socket's receive buffer; running again, it finds the kernel dropped notifications, says
+/// so, resynchronises from a full dump, and the port is repaired.
+#[test]
+fn watch_resynchronises_after_netlink_notifications_overrun() {
+    let mut lab = Lab::new("overrun");
+    let host = lab.name.clone();
+    lab.veth_port("up0", "br0");
+    lab.veth_port("g1", "br0");
+    for i in 0..20 {
+        lab.queue(&host, &format!("link add d{i} type dummy"));
+    }
+    lab.build();
+    lab.config(CONFIG);
+    let log = lab.dir.join("watch.log");
+    let watch = KillOnDrop(
+        lab.vv_command(&["watch"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_for(60, || log_text().contains("watching")),
+        "{}",
+        log_text()
+    );
+    assert!(wait_for(30, || lab.port("g1") == "100PU"), "{}", log_text());
+    let pid = watch.0.id();
+    must(&format!("kill -STOP {pid}"));
+    lab.host("bridge vlan del dev g1 vid 100");
+    let mut flaps = Vec::new();
+    for _ in 0..100 {
+        for i in 0..20 {
+            flaps.push(format!("link set d{i} up"));
+            flaps.push(format!("link set d{i} down"));
+        }
+    }
+    ip_batch(Some(&host), &flaps);
+    must(&format!("kill -CONT {pid}"));
+    assert!(
+        wait_for(60, || log_text().contains("ENOBUFS")),
+        "4000 link changes did not overrun the watcher's socket:\n{}",
+        log_text()
+    );
+    assert!(
+        wait_for(60, || lab.port("g1") == "100PU"),
+        "g1: {}\n{}",
+        lab.port("g1"),
+        log_text()
+    );
+    println!("{}", log_text());
+}
