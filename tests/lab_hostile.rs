@@ -1,11 +1,13 @@
-//! Hostile inputs that get as far as the kernel (issue 11), in the lab VM: a valid config or
-//! domain XML whose trouble only shows against the live host — a bridge or port that is
-//! missing, a port of an unmanaged bridge, a guest whose tap is the bridge, its uplink or a
-//! static port, a bridge named like a shell command, one bad interface among good ones. On a
-//! converged bridge, each case snapshots the kernel (`bridge -d -j vlan show` and
-//! `ip -d -j link show` in the lab's namespace) and the ownership record before, runs the
-//! real binary, and asserts the exit code, the message, and both snapshots identical after.
-//! The cases refused before any kernel access are in `tests/hostile.rs` (run on any machine).
+//! Hostile inputs that get as far as the kernel, and injected faults (issue 11), in the lab
+//! VM. Hostile inputs: a valid config or domain XML whose trouble only shows against the live
+//! host — a bridge or port that is missing, a port of an unmanaged bridge, a guest whose tap
+//! is the bridge, its uplink or a static port, a bridge named like a shell command, one bad
+//! interface among good ones. On a converged bridge, each case snapshots the kernel (`bridge
+//! -d -j vlan show` and `ip -d -j link show` in the lab's namespace) and the ownership record
+//! before, runs the real binary, and asserts the exit code, the message, and both snapshots
+//! identical after. The cases refused before any kernel access are in `tests/hostile.rs` (run
+//! on any machine). Faults, a test each: `/run` full, `[hooks] on_error` (abort, warn,
+//! isolate), a hanging `virsh`, and a netlink notification overrun under the watcher.
 
 mod labkit;
 
