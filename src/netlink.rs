@@ -91,19 +91,7 @@ impl Netlink {
             .sock
             .recv(&mut self.buf, 0)
             .context("netlink receive failed")?;
-        let mut out = Vec::new();
-        let mut off = 0;
-        while off + 16 <= n {
-            let len = NetlinkBuffer::new(&self.buf[off..n]).length() as usize;
-            if len < 16 || off + len > n {
-                bail!("malformed netlink message from the kernel");
-            }
-            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..off + len])
-                .map_err(|e| anyhow!("cannot parse a netlink message: {e}"))?;
-            out.push(m);
-            off += (len + 3) & !3;
-        }
-        Ok(out)
+        parse_messages(&self.buf[..n])
     }
 
     /// Sends a dump request and collects every reply, retrying if the kernel says the dump
@@ -289,8 +277,27 @@ impl Netlink {
     }
 }
 
+/// One receive buffer split into its netlink messages (pure: the fuzz target reads kernel
+/// answers through this very function).
+pub fn parse_messages(buf: &[u8]) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
+    let n = buf.len();
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 16 <= n {
+        let len = NetlinkBuffer::new(&buf[off..n]).length() as usize;
+        if len < 16 || off + len > n {
+            bail!("malformed netlink message from the kernel");
+        }
+        let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
+            .map_err(|e| anyhow!("cannot parse a netlink message: {e}"))?;
+        out.push(m);
+        off += (len + 3) & !3;
+    }
+    Ok(out)
+}
+
 /// The kernel's extended-ack message (NLMSGERR_ATTR_MSG) in an error payload.
-fn ext_ack_message(flags: u16, payload: &[u8]) -> Option<String> {
+pub fn ext_ack_message(flags: u16, payload: &[u8]) -> Option<String> {
     const NLM_F_CAPPED: u16 = 0x100;
     const NLM_F_ACK_TLVS: u16 = 0x200;
     const NLMSGERR_ATTR_MSG: u16 = 1;
