@@ -10,6 +10,8 @@ pub mod commands;
 pub mod config;
 pub mod dispatcher;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod guests;
 pub mod hook;
 pub mod install;
