@@ -320,7 +320,8 @@ pub fn ext_ack_message(flags: u16, payload: &[u8]) -> Option<String> {
             let s = String::from_utf8_lossy(&tlvs[4..len]);
             return Some(s.trim_end_matches('\0').to_string());
         }
-        tlvs = &tlvs[(len + 3) & !3..];
+        // the last TLV may lack its padding: that ends the list, not the process
+        tlvs = tlvs.get((len + 3) & !3..).unwrap_or_default();
     }
     None
 }
@@ -351,11 +352,14 @@ pub fn vlans_from(spec: &[AfSpecBridge]) -> PortVlans {
         if first > last {
             continue;
         }
-        // the kernel never reports a PVID inside a range nor a VID twice: whole ranges at once
+        // the kernel never reports a PVID inside a range nor a VID twice: whole ranges at once;
+        // a VID listed again anyway keeps its last flags, so untagged and tagged stay disjoint
         if flags.untagged {
             v.untagged.insert_range(first, last);
+            v.tagged = v.tagged.difference(&v.untagged);
         } else {
             v.tagged.insert_range(first, last);
+            v.untagged = v.untagged.difference(&v.tagged);
         }
         if flags.pvid {
             v.pvid = Some(first);
@@ -618,6 +622,9 @@ mod tests {
         // the bridge's own entries carry BRENTRY: ignored
         let v = vlans_from(&[info(F::Brentry | F::Untagged | F::Pvid, 7)]);
         assert_eq!(v, PortVlans::access(7));
+        // found by fuzzing: a VID listed twice was both untagged and tagged; the last says
+        let v = vlans_from(&[info(F::Pvid | F::Untagged, 7), info(F::empty(), 7)]);
+        assert_eq!(v.to_string(), "pvid 7 tagged 7");
     }
 
     #[test]
@@ -691,5 +698,9 @@ mod tests {
         p.extend_from_slice(&[0, 0, 0]);
         assert_eq!(ext_ack_message(0x300, &p).as_deref(), Some("nope"));
         assert_eq!(ext_ack_message(0x100, &p), None, "no TLVs flag, no message");
+        // found by fuzzing: an unpadded last TLV of another kind used to panic
+        let mut p = vec![0u8; 16];
+        p.extend_from_slice(&[5, 0, 2, 0, 0]);
+        assert_eq!(ext_ack_message(0x300, &p), None);
     }
 }
