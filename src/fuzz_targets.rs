@@ -244,8 +244,11 @@ pub fn domain(data: &[u8]) {
 
 /// `<vlan>` written back from what it was read into, in libvirt's grammar.
 fn vlan_xml(p: &PortVlans) -> String {
-    if p.tagged.is_empty() && p.pvid.is_some() && p.untagged == VidSet::single(p.pvid.unwrap()) {
-        return format!("<vlan><tag id='{}'/></vlan>", p.pvid.unwrap());
+    if let Some(v) = p.pvid
+        && p.tagged.is_empty()
+        && p.untagged == VidSet::single(v)
+    {
+        return format!("<vlan><tag id='{v}'/></vlan>");
     }
     let mut s = String::from("<vlan trunk='yes'>");
     if let Some(v) = p.pvid {
