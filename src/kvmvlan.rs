@@ -180,10 +180,11 @@ pub fn import(
         )?;
         check_ifname(bridge)
             .map_err(|e| BadInput(format!("{}:{line}: [{bridge}]: {e}", bi.file)))?;
-        let _ = writeln!(out, "[bridges.{bridge}]\nvlan_filtering = true\n");
+        let bkey = toml_key(bridge);
+        let _ = writeln!(out, "[bridges.{bkey}]\nvlan_filtering = true\n");
         if let Some((v, l)) = bi.get(sec, "br-pvid").filter(|(v, _)| !v.is_empty()) {
             let pvid = bi.vid(v, l, "br-pvid")?;
-            let _ = writeln!(out, "[bridges.{bridge}.self]\npvid = {pvid}\n");
+            let _ = writeln!(out, "[bridges.{bkey}.self]\npvid = {pvid}\n");
         }
         match bi.get(sec, "trunk-port").filter(|(v, _)| !v.is_empty()) {
             None => {
@@ -195,7 +196,7 @@ pub fn import(
             Some((port, l)) => {
                 check_ifname(port)
                     .map_err(|e| BadInput(format!("{}:{l}: trunk-port: {e}", bi.file)))?;
-                let _ = writeln!(out, "[bridges.{bridge}.uplinks.{port}]");
+                let _ = writeln!(out, "[bridges.{bkey}.uplinks.{}]", toml_key(port));
                 if let Some((v, l)) = bi.get(sec, "trunk-pvid").filter(|(v, _)| !v.is_empty()) {
                     let _ = writeln!(out, "pvid = {}", bi.vid(v, l, "trunk-pvid")?);
                 }
@@ -227,8 +228,9 @@ pub fn import(
         };
         let _ = writeln!(
             out,
-            "[[ports]]\ndomain = \"{}\"\ninterface = \"{iface}\"",
-            toml_escape(guest)
+            "[[ports]]\ndomain = \"{}\"\ninterface = \"{}\"",
+            toml_escape(guest),
+            toml_escape(iface)
         );
         let pvid = match vf.get(sec, "pvid").filter(|(v, _)| !v.is_empty()) {
             Some((v, l)) => Some(vf.vid(v, l, "pvid")?),
@@ -256,6 +258,17 @@ pub fn import(
     Config::parse("(imported config)", &out)
         .map_err(|e| BadInput(format!("the imported config does not validate: {e}")))?;
     Ok((out, notes))
+}
+
+/// A TOML key: bare when it can be, else quoted (an interface name may hold `.`, `"`, `\`).
+fn toml_key(s: &str) -> String {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        s.to_string()
+    } else {
+        format!("\"{}\"", toml_escape(s))
+    }
 }
 
 fn toml_escape(s: &str) -> String {
@@ -385,6 +398,20 @@ tagged = 100 200 300
         assert!(notes[0].contains("no trunk-port"));
         assert!(notes[1].contains("names no guest"));
         assert!(toml.contains("# [vnet5] from vf:1 names no guest: not imported"));
+    }
+
+    #[test]
+    fn names_reach_the_config_as_written() {
+        // found by fuzzing: `\u…` in a tap name was decoded by TOML into another name; same
+        // cause, seen while fixing it: a `.` in a bridge name split its table
+        let (toml, _) = import(
+            ("b", "[br.0]\ntrunk-port = e\\th.1\n"),
+            ("vf", "[qq\\uEFBC]\nguest = vm\n"),
+        )
+        .unwrap();
+        let c = Config::parse("x", &toml).unwrap();
+        assert!(c.bridges["br.0"].uplinks.contains_key("e\\th.1"), "{toml}");
+        assert_eq!(c.ports[0].interface, "qq\\uEFBC");
     }
 
     #[test]
