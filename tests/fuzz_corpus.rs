@@ -1,6 +1,7 @@
 //! Replays the fuzz corpus (`fuzz/corpus/<target>/`) and every input a fuzzer ever crashed or
 //! hung on (`fuzz/regressions/<target>/`) through the same target functions the AFL binary
 //! runs, so plain `cargo test` (and CI) guards against regressions without AFL or nightly.
+//! A directory walk and `catch_unwind` per file, naming every failing input: no crate needed.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
