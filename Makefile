@@ -2,11 +2,12 @@
 #   make demo   installs what it needs, boots the lab VM, shows the main job working
 #   make test   every test: lint, unit tests here, lab tests in the lab VM
 #   make bench  benchmarks in the lab VM, writes BENCHMARKS.md
+#   make fuzz   fuzzes every reader of outside input (AFL++), writes fuzz/last-run.md
 
 # lab_deb installs the package `make deb` builds, so `lab` builds it first.
 LAB_SUITES := lab lab_hostile lab_libvirt lab_libvirt_live lab_ovs lab_deb
 
-.PHONY: all build deps lint unit lab test demo bench deb
+.PHONY: all build deps lint unit lab test demo bench deb fuzz
 all: build
 
 build:
@@ -46,3 +47,8 @@ deb:
 	rm -rf target/package-files target/debian/virt-vlan_*.deb
 	target/release/virt-vlan package-files target/package-files
 	cargo deb --no-build
+
+# AFL++ (through afl.rs, on stable Rust) on every parser of outside input, FUZZ_SECONDS (60)
+# per target at nice 19; findings land in fuzz/regressions/, which `cargo test` replays.
+fuzz:
+	fuzz/run

@@ -11,6 +11,8 @@ pub mod backends;
 pub mod core;
 pub mod entry;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod inputs;
 pub mod logging;
 pub mod store;

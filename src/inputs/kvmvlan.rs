@@ -510,6 +510,20 @@ tagged = 100 200 300
     }
 
     #[test]
+    fn names_reach_the_config_as_written() {
+        // found by fuzzing: `\u…` in a tap name was decoded by TOML into another name; same
+        // cause, seen while fixing it: a `.` in a bridge name split its table
+        let (toml, _) = import(
+            ("b", "[br.0]\ntrunk-port = e\\th.1\n"),
+            ("vf", "[qq\\uEFBC]\nguest = vm\n"),
+        )
+        .unwrap();
+        let c = Config::parse("x", &toml).unwrap();
+        assert!(c.bridges["br.0"].uplinks.contains_key("e\\th.1"), "{toml}");
+        assert_eq!(c.ports[0].interface, "qq\\uEFBC");
+    }
+
+    #[test]
     fn ini_details_inline_comments_colons_continuations() {
         let (toml, notes) = import(
             (

@@ -91,19 +91,7 @@ impl Netlink {
             .sock
             .recv(&mut self.buf, 0)
             .context("netlink receive failed")?;
-        let mut out = Vec::new();
-        let mut off = 0;
-        while off + 16 <= n {
-            let len = NetlinkBuffer::new(&self.buf[off..n]).length() as usize;
-            if len < 16 || off + len > n {
-                bail!("malformed netlink message from the kernel");
-            }
-            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..off + len])
-                .map_err(|e| anyhow!("cannot parse a netlink message: {e}"))?;
-            out.push(m);
-            off += (len + 3) & !3;
-        }
-        Ok(out)
+        parse_messages(&self.buf[..n])
     }
 
     /// Sends a dump request and collects every reply, retrying if the kernel says the dump
@@ -289,8 +277,27 @@ impl Netlink {
     }
 }
 
+/// One receive buffer split into its netlink messages (pure: the fuzz target reads kernel
+/// answers through this very function).
+pub fn parse_messages(buf: &[u8]) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
+    let n = buf.len();
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 16 <= n {
+        let len = NetlinkBuffer::new(&buf[off..n]).length() as usize;
+        if len < 16 || off + len > n {
+            bail!("malformed netlink message from the kernel");
+        }
+        let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
+            .map_err(|e| anyhow!("cannot parse a netlink message: {e}"))?;
+        out.push(m);
+        off += (len + 3) & !3;
+    }
+    Ok(out)
+}
+
 /// The kernel's extended-ack message (NLMSGERR_ATTR_MSG) in an error payload.
-fn ext_ack_message(flags: u16, payload: &[u8]) -> Option<String> {
+pub fn ext_ack_message(flags: u16, payload: &[u8]) -> Option<String> {
     const NLM_F_CAPPED: u16 = 0x100;
     const NLM_F_ACK_TLVS: u16 = 0x200;
     const NLMSGERR_ATTR_MSG: u16 = 1;
@@ -313,7 +320,8 @@ fn ext_ack_message(flags: u16, payload: &[u8]) -> Option<String> {
             let s = String::from_utf8_lossy(&tlvs[4..len]);
             return Some(s.trim_end_matches('\0').to_string());
         }
-        tlvs = &tlvs[(len + 3) & !3..];
+        // the last TLV may lack its padding: that ends the list, not the process
+        tlvs = tlvs.get((len + 3) & !3..).unwrap_or_default();
     }
     None
 }
@@ -344,11 +352,14 @@ pub fn vlans_from(spec: &[AfSpecBridge]) -> PortVlans {
         if first > last {
             continue;
         }
-        // the kernel never reports a PVID inside a range nor a VID twice: whole ranges at once
+        // the kernel never reports a PVID inside a range nor a VID twice: whole ranges at once;
+        // a VID listed again anyway keeps its last flags, so untagged and tagged stay disjoint
         if flags.untagged {
             v.untagged.insert_range(first, last);
+            v.tagged = v.tagged.difference(&v.untagged);
         } else {
             v.tagged.insert_range(first, last);
+            v.untagged = v.untagged.difference(&v.tagged);
         }
         if flags.pvid {
             v.pvid = Some(first);
@@ -615,6 +626,9 @@ mod tests {
         // the bridge's own entries carry BRENTRY: ignored
         let v = vlans_from(&[info(F::Brentry | F::Untagged | F::Pvid, 7)]);
         assert_eq!(v, PortVlans::access(7));
+        // found by fuzzing: a VID listed twice was both untagged and tagged; the last says
+        let v = vlans_from(&[info(F::Pvid | F::Untagged, 7), info(F::empty(), 7)]);
+        assert_eq!(v.to_string(), "pvid 7 tagged 7");
     }
 
     #[test]
@@ -688,5 +702,9 @@ mod tests {
         p.extend_from_slice(&[0, 0, 0]);
         assert_eq!(ext_ack_message(0x300, &p).as_deref(), Some("nope"));
         assert_eq!(ext_ack_message(0x100, &p), None, "no TLVs flag, no message");
+        // found by fuzzing: an unpadded last TLV of another kind used to panic
+        let mut p = vec![0u8; 16];
+        p.extend_from_slice(&[5, 0, 2, 0, 0]);
+        assert_eq!(ext_ack_message(0x300, &p), None);
     }
 }
