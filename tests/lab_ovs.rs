@@ -431,14 +431,7 @@ fn an_unreachable_socket_is_named() {
 /// A guest on OVS port `port`: a veth whose peer `eth0` is in a namespace of its own, with an
 /// untagged address (in the VLAN the port's PVID puts it in).
 fn ovs_guest(lab: &mut Lab, port: &str, octet: u8, vlan: u16) -> Endpoint {
-    let ns = lab.netns(port);
-    let host = lab.name.clone();
-    lab.queue(
-        &host,
-        &format!("link add {port} type veth peer name eth0 netns {ns}"),
-    );
-    lab.queue(&host, &format!("link set {port} up"));
-    lab.queue(&ns, "link set eth0 up");
+    let ns = lab.veth_into_netns(port, port);
     let ip = format!("{SUBNET}.{octet}");
     lab.queue(&ns, &format!("addr add {ip}/24 dev eth0"));
     Endpoint {
@@ -519,13 +512,7 @@ fn seed_004_on_open_vswitch_through_the_pipeline() {
     let mut lab = Lab::new("ovs4");
     let host = lab.name.clone();
     // the upstream switch: 802.1Q subinterfaces of its eth0, each in a namespace of its own
-    let sw = lab.netns("sw");
-    lab.queue(
-        &host,
-        &format!("link add up0 type veth peer name eth0 netns {sw}"),
-    );
-    lab.queue(&host, "link set up0 up");
-    lab.queue(&sw, "link set eth0 up");
+    let sw = lab.veth_into_netns("up0", "sw");
     let mut endpoints = vec![
         lab.tagged_endpoint("up100", &sw, 100, "802.1Q", 1),
         lab.tagged_endpoint("up200", &sw, 200, "802.1Q", 2),
@@ -731,13 +718,7 @@ fn seed_004_on_open_vswitch_through_the_pipeline() {
 fn watch_on_open_vswitch_repairs_drift_follows_ports_and_survives_ovsdb_restarts() {
     let mut lab = Lab::new("ovsw");
     let host = lab.name.clone();
-    let sw = lab.netns("sw");
-    lab.queue(
-        &host,
-        &format!("link add up0 type veth peer name eth0 netns {sw}"),
-    );
-    lab.queue(&host, "link set up0 up");
-    lab.queue(&sw, "link set eth0 up");
+    let sw = lab.veth_into_netns("up0", "sw");
     ovs_guest(&mut lab, "g100", 11, 100);
     ovs_guest(&mut lab, "g300", 13, 300);
     lab.build();

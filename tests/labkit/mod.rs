@@ -192,13 +192,21 @@ impl Lab {
     /// A veth `port` enslaved to `bridge` in the host namespace, its peer `eth0` (up) in a
     /// new namespace; returns that namespace.
     pub fn veth_port(&mut self, port: &str, bridge: &str) -> String {
-        let ns = self.netns(port);
+        let ns = self.veth_into_netns(port, port);
+        let host = self.name.clone();
+        self.queue(&host, &format!("link set {port} master {bridge}"));
+        ns
+    }
+
+    /// A veth `port` (up) in the host namespace whose peer `eth0` (up) is in a new namespace
+    /// `<lab>-<suffix>`; returns that namespace. Enslaving `port` is the caller's.
+    pub fn veth_into_netns(&mut self, port: &str, suffix: &str) -> String {
+        let ns = self.netns(suffix);
         let host = self.name.clone();
         self.queue(
             &host,
             &format!("link add {port} type veth peer name eth0 netns {ns}"),
         );
-        self.queue(&host, &format!("link set {port} master {bridge}"));
         self.queue(&host, &format!("link set {port} up"));
         self.queue(&ns, "link set eth0 up");
         ns
