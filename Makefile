@@ -3,11 +3,12 @@
 #   make test   every test: lint, unit tests here, lab tests in the lab VM
 #   make bench  benchmarks in the lab VM, writes BENCHMARKS.md
 #   make fuzz   fuzzes every reader of outside input (AFL++), writes fuzz/last-run.md
+#   make reliability  prints the reliability figures and writes RELIABILITY.md
 
 # lab_deb installs the package `make deb` builds, so `lab` builds it first.
 LAB_SUITES := lab lab_hostile lab_libvirt lab_libvirt_live lab_ovs lab_deb
 
-.PHONY: all build deps lint unit lab test demo bench deb fuzz
+.PHONY: all build deps lint unit lab test demo bench deb fuzz reliability
 all: build
 
 build:
@@ -52,3 +53,8 @@ deb:
 # per target at nice 19; findings land in fuzz/regressions/, which `cargo test` replays.
 fuzz:
 	fuzz/run
+
+# The reliability figures (hostile inputs, fuzzing, kills, faults, guests at once) from the
+# tests themselves, printed and written to RELIABILITY.md; the lab part boots the VM per root.
+reliability: deps
+	lab/reliability
