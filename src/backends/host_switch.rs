@@ -119,13 +119,8 @@ impl Switch for HostSwitch {
                 }),
             };
             if let Err(e) = result {
-                for (i, _) in &ovs {
-                    out[*i] = Err(e.clone());
-                }
                 // one error for the whole transaction, said once
-                for (i, _) in ovs.iter().skip(1) {
-                    out[*i] = Ok(());
-                }
+                out[ovs[0].0] = Err(e);
             }
         }
         out

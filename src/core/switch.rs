@@ -22,7 +22,10 @@ pub struct WriteError {
 
 impl fmt::Display for WriteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.errno == libc::ENODEV {
+        if self.message.starts_with("OVSDB at ") {
+            // Open vSwitch's own words name the database and what happened
+            write!(f, "port {} on {}: {}", self.port, self.bridge, self.message)
+        } else if self.errno == libc::ENODEV {
             write!(
                 f,
                 "port {} on {} vanished during apply ({})",
