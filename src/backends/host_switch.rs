@@ -2,8 +2,9 @@
 //! OVSDB behind one `Switch`, so the pipeline runs unchanged on either. Which kind a managed
 //! bridge is comes from the system: a bridge ovsdb-server knows is an Open vSwitch bridge,
 //! anything else is looked for among the kernel's bridges. ovsdb-server is asked only when its
-//! socket exists; a socket that exists but does not answer is an error (a bridge we cannot
-//! see could be half-managed otherwise).
+//! socket exists. A socket that exists but does not answer is an error as soon as a managed
+//! bridge is not among the kernel's (it could be an Open vSwitch bridge we cannot see); a host
+//! whose managed bridges are all Linux bridges goes on, so a stale socket never stops a guest.
 
 use crate::config::Config;
 use crate::netlink::Netlink;
@@ -12,7 +13,7 @@ use crate::ovs::switch::OvsSwitch;
 use crate::plan::{PortPlan, PortWrite, SettingsChange};
 use crate::state::HostState;
 use crate::switch::{Stats, Switch, WriteError};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -22,6 +23,8 @@ pub const OVSDB_ENV: &str = "VIRT_VLAN_OVSDB";
 pub struct HostSwitch {
     kernel: Netlink,
     ovs: Option<OvsSwitch>,
+    /// Why ovsdb-server could not be reached, when its socket is there.
+    ovs_unreachable: Option<String>,
     /// The Open vSwitch bridges of the latest read.
     ovs_bridges: BTreeSet<String>,
 }
@@ -38,21 +41,23 @@ impl HostSwitch {
     /// Netlink, and OVSDB when its socket exists.
     pub fn open(config: &Config) -> Result<Self> {
         let socket = ovsdb_socket(config);
-        let ovs = if socket.exists() {
-            let db = Ovsdb::connect(&socket).with_context(|| {
-                format!(
-                    "Open vSwitch's database socket {} exists but does not answer; \
-                     start ovsdb-server, or remove the stale socket",
-                    socket.display()
-                )
-            })?;
-            Some(OvsSwitch::new(db))
-        } else {
-            None
-        };
+        let (mut ovs, mut ovs_unreachable) = (None, None);
+        if socket.exists() {
+            match Ovsdb::connect(&socket) {
+                Ok(db) => ovs = Some(OvsSwitch::new(db)),
+                Err(e) => {
+                    ovs_unreachable = Some(format!(
+                        "{e}; Open vSwitch's database socket {} exists but does not answer: \
+                         start ovsdb-server, or remove the stale socket",
+                        socket.display()
+                    ))
+                }
+            }
+        }
         Ok(HostSwitch {
             kernel: Netlink::open()?,
             ovs,
+            ovs_unreachable,
             ovs_bridges: BTreeSet::new(),
         })
     }
@@ -77,6 +82,11 @@ impl Switch for HostSwitch {
         self.ovs_bridges = ovs.iter().map(|b| b.name.clone()).collect();
         let linux: BTreeSet<String> = managed.difference(&self.ovs_bridges).cloned().collect();
         let mut host = self.kernel.read(&linux)?;
+        if let Some(why) = &self.ovs_unreachable
+            && let Some(b) = managed.iter().find(|b| !host.bridges.contains_key(*b))
+        {
+            anyhow::bail!("bridge {b} is not a Linux bridge, and it may be Open vSwitch's: {why}");
+        }
         for b in ovs {
             host.bridges.insert(b.name.clone(), b);
         }
@@ -148,5 +158,38 @@ impl Switch for HostSwitch {
             writes: k.writes + o.writes,
             reads: k.reads + o.reads,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_ovsdb_socket_stops_only_runs_that_may_need_open_vswitch() {
+        let dir = std::env::temp_dir().join(format!("vv-stale-ovsdb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("db.sock");
+        std::fs::write(&sock, "").unwrap(); // there, but nobody listens
+        let config = Config::parse(
+            "t.toml",
+            &format!(
+                "[bridges.vvnosuch0]\n[ovs]\nsocket = \"{}\"\n",
+                sock.display()
+            ),
+        )
+        .unwrap();
+        let mut sw = HostSwitch::open(&config).unwrap();
+        // no managed bridge: a Linux-only run goes on
+        sw.read(&BTreeSet::new()).unwrap();
+        let e = sw
+            .read(&BTreeSet::from(["vvnosuch0".to_string()]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("vvnosuch0") && e.contains("does not answer") && e.contains("db.sock"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
