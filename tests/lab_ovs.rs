@@ -469,16 +469,7 @@ fn vv_ovs_ok(lab: &Lab, ovs: &Ovs, args: &[&str]) -> String {
 
 /// Port writes of one `apply --stats` (OVS Port rows changed).
 fn ovs_apply_writes(lab: &Lab, ovs: &Ovs) -> u64 {
-    let o = vv_ovs(lab, ovs, &["apply", "--stats"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "apply failed: {err}");
-    let line = err
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .expect("stats line");
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
-    v["writes"].as_u64().unwrap()
+    labkit::writes_counted(&vv_ovs(lab, ovs, &["apply", "--stats"]))
 }
 
 const SEED_004_CONFIG: &str = r#"

@@ -288,20 +288,7 @@ impl Lab {
 
     /// Writes counted by `virt-vlan apply --stats`.
     pub fn apply_counting_writes(&self) -> u64 {
-        let o = self.vv(&["apply", "--stats"]);
-        assert!(
-            o.status.success(),
-            "apply failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let err = String::from_utf8_lossy(&o.stderr);
-        let line = err
-            .lines()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .expect("stats line");
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        v["writes"].as_u64().unwrap()
+        writes_counted(&self.vv(&["apply", "--stats"]))
     }
 
     /// Every port's VLANs as iproute2 reports them (`bridge -j -compressvlans vlan show`).
@@ -327,6 +314,19 @@ impl Lab {
             d["vlan_protocol"].as_str().unwrap().to_string(),
         )
     }
+}
+
+/// The writes an `apply --stats` that must have succeeded counted (its last JSON line).
+pub fn writes_counted(o: &Output) -> u64 {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "apply failed: {err}");
+    let line = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .expect("stats line");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v["writes"].as_u64().unwrap()
 }
 
 /// Every port's VLANs in namespace `ns` (`None`: the VM's own), as iproute2 reports them.
