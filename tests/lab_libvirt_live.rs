@@ -79,47 +79,22 @@ fn restore_base_config() {
 fn setup() {
     println!("libvirt {} (major {})", libvirt_version(), libvirt_major());
     // A previous run of this binary in the same boot may have left these.
-    let mut stale: Vec<String> = ["link del br1", "link del br9", "netns del sw1"]
-        .map(String::from)
-        .to_vec();
-    stale.extend(FRAME_VLANS.map(|v| format!("netns del sw1-v{v}")));
-    for s in stale {
+    for s in ["link del br1", "link del br9"] {
         let _ = Command::new("ip")
             .args(s.split(' '))
             .stderr(Stdio::null())
             .status();
     }
-    let mut namespaces = vec!["netns add sw1".to_string()];
-    namespaces.extend(FRAME_VLANS.map(|v| format!("netns add sw1-v{v}")));
-    ip_batch(None, &namespaces);
+    build_switch("sw1", "up1", &FRAME_VLANS);
     ip_batch(
         None,
         &[
             "link add br1 type bridge".into(),
             "link set br1 up".into(),
-            "link add up1 type veth peer name eth0 netns sw1".into(),
             "link set up1 master br1".into(),
             "link set up1 up".into(),
         ],
     );
-    let mut switch = vec!["link set lo up".to_string(), "link set eth0 up".into()];
-    for v in FRAME_VLANS {
-        switch.push(format!(
-            "link add link eth0 name v{v} type vlan protocol 802.1Q id {v}"
-        ));
-        switch.push(format!("link set v{v} netns sw1-v{v}"));
-    }
-    ip_batch(Some("sw1"), &switch);
-    for v in FRAME_VLANS {
-        ip_batch(
-            Some(&format!("sw1-v{v}")),
-            &[
-                "link set lo up".into(),
-                format!("link set v{v} up"),
-                format!("addr add 10.9.1.{v}/24 dev v{v}"),
-            ],
-        );
-    }
     set_config(BASE);
     let hooks_were_there = Path::new("/etc/libvirt/hooks/qemu.d/virt-vlan").exists()
         && Path::new("/etc/libvirt/hooks/lxc.d/virt-vlan").exists();
@@ -144,6 +119,47 @@ fn setup() {
         }
     } else {
         start_libvirtd();
+    }
+}
+
+/// An upstream switch: namespace `switch` holding the far end (eth0) of a veth whose near end
+/// is `uplink`, with an 802.1Q subinterface in a namespace of its own (`<switch>-v<vid>`,
+/// address 10.9.1.<vid>) for each of `vlans`. Whatever an earlier run left is removed first.
+fn build_switch(switch: &str, uplink: &str, vlans: &[u16]) {
+    let mut stale = vec![format!("link del {uplink}"), format!("netns del {switch}")];
+    stale.extend(vlans.iter().map(|v| format!("netns del {switch}-v{v}")));
+    for s in stale {
+        let _ = Command::new("ip")
+            .args(s.split(' '))
+            .stderr(Stdio::null())
+            .status();
+    }
+    let mut namespaces = vec![format!("netns add {switch}")];
+    namespaces.extend(vlans.iter().map(|v| format!("netns add {switch}-v{v}")));
+    ip_batch(None, &namespaces);
+    ip_batch(
+        None,
+        &[format!(
+            "link add {uplink} type veth peer name eth0 netns {switch}"
+        )],
+    );
+    let mut inside = vec!["link set lo up".to_string(), "link set eth0 up".into()];
+    for v in vlans {
+        inside.push(format!(
+            "link add link eth0 name v{v} type vlan protocol 802.1Q id {v}"
+        ));
+        inside.push(format!("link set v{v} netns {switch}-v{v}"));
+    }
+    ip_batch(Some(switch), &inside);
+    for v in vlans {
+        ip_batch(
+            Some(&format!("{switch}-v{v}")),
+            &[
+                "link set lo up".into(),
+                format!("link set v{v} up"),
+                format!("addr add 10.9.1.{v}/24 dev v{v}"),
+            ],
+        );
     }
 }
 
@@ -414,10 +430,15 @@ fn start_with_libvirt_vlan(domain: &str) -> bool {
     }
 }
 
-/// Captures on every tap of `expect` while the switch's VLAN namespaces each broadcast ARP
+/// Captures on every tap of `expect` while switch sw1's VLAN namespaces each broadcast ARP
 /// requests (pinging an address nobody has), then asserts per tap that the requests of the
 /// `seen` VLANs arrived and none of the `unseen` ones did.
 fn assert_frames(expect: &[(&str, &[u16], &[u16])]) {
+    assert_frames_from("sw1", expect)
+}
+
+/// [`assert_frames`] with the broadcasts sent from the VLAN namespaces of `switch`.
+fn assert_frames_from(switch: &str, expect: &[(&str, &[u16], &[u16])]) {
     let mut vlans: BTreeSet<u16> = BTreeSet::new();
     for (_, seen, unseen) in expect {
         vlans.extend(seen.iter().chain(unseen.iter()));
@@ -427,7 +448,7 @@ fn assert_frames(expect: &[(&str, &[u16], &[u16])]) {
         let pings: Vec<KillOnDrop> = vlans
             .iter()
             .map(|v| {
-                let ns = format!("sw1-v{v}");
+                let ns = format!("{switch}-v{v}");
                 // a failed neighbour entry left by an earlier capture must not delay the ARP
                 let _ = in_ns(&ns, "ip")
                     .args(["neigh", "flush", "all"])
@@ -1151,6 +1172,10 @@ allowed = "1-2000"
 on_demand = true
 "#;
 
+/// The VLANs upstream switch swo (behind ovsvv's uplink upo) broadcasts on: what the OVS
+/// guests use, and what lost to another source there.
+const OVS_FRAME_VLANS: [u16; 7] = [42, 43, 44, 45, 46, 47, 48];
+
 /// A bridge-mode libvirt network on ovsvv with a portgroup named by convention (VLAN 46).
 const OVSNET: &str = "<network><name>ovsnet</name><forward mode='bridge'/><bridge name='ovsvv'/>\
     <virtualport type='openvswitch'/><portgroup name='dmz-46'/></network>";
@@ -1172,9 +1197,8 @@ fn ovs_guests_get_metadata_libvirt_vlan_and_portgroup_vlans_one_winner_and_stop_
         .args(["link", "del", "upo"])
         .stderr(Stdio::null())
         .status();
-    must(
-        "ip link add upo type veth peer name upo-peer && ip link set upo up && ip link set upo-peer up",
-    );
+    build_switch("swo", "upo", &OVS_FRAME_VLANS);
+    must("ip link set upo up");
     let ovs = labkit::ovs::Ovs::start_system("lv-ovs");
     ovs.vsctl(&["add-br", "ovsvv", "--", "add-port", "ovsvv", "upo"]);
     set_config(&format!("{BASE}{OVS_PART}"));
@@ -1192,11 +1216,12 @@ fn ovs_guests_get_metadata_libvirt_vlan_and_portgroup_vlans_one_winner_and_stop_
     virsh_ok(&["net-define", "/tmp/ovsnet.xml"]);
     virsh_ok(&["net-start", "ovsnet"]);
     let _g = Guests::new(&["lv-ovs", "lv-ovs-bad"]);
-    let (a, b, c, d) = (
+    let (a, b, c, d, h) = (
         "52:54:00:7a:00:01",
         "52:54:00:7a:00:02",
         "52:54:00:7a:00:03",
         "52:54:00:7a:00:04",
+        "52:54:00:7a:00:05",
     );
     let (v43, v44) = (libvirt_vlan(43), libvirt_vlan(44));
     define(
@@ -1207,7 +1232,11 @@ fn ovs_guests_get_metadata_libvirt_vlan_and_portgroup_vlans_one_winner_and_stop_
             ovs_nic("ovsvv", c, Some(&v44)),
             network_nic("ovsnet", d, "dmz-46"),
         ],
-        &meta(&[(a, &vv_access(42)), (c, &vv_access(45))]),
+        &meta(&[
+            (a, &vv_access(42)),
+            (c, &vv_access(45)),
+            (h, &vv_access(47)),
+        ]),
     );
     virsh_ok(&["start", "lv-ovs"]);
     let (ta, tb, tc, td) = (
@@ -1243,6 +1272,45 @@ fn ovs_guests_get_metadata_libvirt_vlan_and_portgroup_vlans_one_winner_and_stop_
     assert!(o.status.success(), "{stats}");
     assert!(stats.contains("\"writes\":0"), "{stats}");
 
+    // a hot-plug runs no hook: the watcher sees libvirt's new Port row (with libvirt's own
+    // <vlan> 48 on it) and gives it the metadata's 47 instead, never both
+    let w = Watch::start("ovs-hot");
+    std::fs::write(
+        "/tmp/lv-ovs-nic.xml",
+        ovs_nic("ovsvv", h, Some(&libvirt_vlan(48))),
+    )
+    .unwrap();
+    virsh_ok(&["attach-device", "lv-ovs", "/tmp/lv-ovs-nic.xml", "--live"]);
+    let th = tap("lv-ovs", h);
+    assert!(
+        wait_for(60, || columns(&th) == access(47)),
+        "{th}: {:?}\n{}",
+        columns(&th),
+        w.log()
+    );
+    assert!(
+        wait_for(10, || columns("upo").2 == "[42, 43, 45, 46, 47]"),
+        "on demand, only the winner: {:?}",
+        columns("upo")
+    );
+    settle();
+    assert_eq!(columns(&th), access(47), "stays: {}", w.log());
+    assert!(source_of(&th).contains("metadata"), "{}", source_of(&th));
+    w.stop();
+
+    // frames: each guest gets its VLAN's broadcasts from the upstream switch and no other
+    // guest's, and the VLANs that lost (44, 48) reach nobody
+    assert_frames_from(
+        "swo",
+        &[
+            (&ta, &[42], &[43, 44, 45, 46, 47, 48]),
+            (&tb, &[43], &[42, 44, 45, 46, 47, 48]),
+            (&tc, &[45], &[42, 43, 44, 46, 47, 48]),
+            (&td, &[46], &[42, 43, 44, 45, 47, 48]),
+            (&th, &[47], &[42, 43, 44, 45, 46, 48]),
+        ],
+    );
+
     // `allowed` holds on Open vSwitch too: the start is refused, nothing changes
     let e = "52:54:00:7a:00:09";
     define(
@@ -1256,7 +1324,7 @@ fn ovs_guests_get_metadata_libvirt_vlan_and_portgroup_vlans_one_winner_and_stop_
     assert!(err.contains("3000") && err.contains("allowed"), "{err}");
     assert_eq!(
         columns("upo"),
-        ("trunk".into(), "[]".into(), "[42, 43, 45, 46]".into())
+        ("trunk".into(), "[]".into(), "[42, 43, 45, 46, 47]".into())
     );
 
     // the guest stops: libvirt deletes its ports, our release hook prunes the uplink
@@ -1274,4 +1342,10 @@ fn ovs_guests_get_metadata_libvirt_vlan_and_portgroup_vlans_one_winner_and_stop_
     drop(_g);
     drop(ovs);
     let _ = Command::new("ip").args(["link", "del", "upo"]).status();
+    for v in OVS_FRAME_VLANS {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &format!("swo-v{v}")])
+            .status();
+    }
+    let _ = Command::new("ip").args(["netns", "del", "swo"]).status();
 }
