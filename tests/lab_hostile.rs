@@ -696,3 +696,116 @@ fn watch_resynchronises_after_netlink_notifications_overrun() {
     );
     println!("{}", log_text());
 }
+
+/// A fault (issue 11): an interrupted dump. The kernel marks a dump `NLM_F_DUMP_INTR` when the
+/// host changed while it was in flight; the run reads again. Two interrupted dumps in a row
+/// cost a retry each and the run converges; a view that keeps changing through every retry
+/// stops the run before its first write, saying so, with the kernel and the record unchanged.
+#[test]
+fn an_interrupted_dump_is_read_again_and_one_that_never_settles_stops_the_run_before_any_write() {
+    let mut lab = Lab::new("dumpintr");
+    lab.veth_port("up0", "br0");
+    lab.veth_port("g1", "br0");
+    lab.build();
+    lab.config("[bridges.br0]\n[bridges.br0.uplinks.up0]\ntagged = \"100\"\n");
+    lab.vv_ok(&["apply"]);
+    lab.config("[bridges.br0]\n[bridges.br0.uplinks.up0]\ntagged = \"100\"\n[[ports]]\ninterface = \"g1\"\npvid = 70\n");
+    let record = std::fs::read(lab.dir.join("state/ownership.json")).unwrap();
+    let before = kernel_dump(&lab);
+
+    let o = lab
+        .vv_command(&["apply"])
+        .env("VIRT_VLAN_FAULT_DUMP_INTR", "5")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    println!("five interrupted dumps -> {:?}: {err}", o.status.code());
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("kept changing during 5 dumps"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(kernel_dump(&lab), before, "nothing written");
+    assert_eq!(
+        std::fs::read(lab.dir.join("state/ownership.json")).unwrap(),
+        record,
+        "the record is as it was"
+    );
+
+    let o = lab
+        .vv_command(&["apply", "--stats"])
+        .env("VIRT_VLAN_FAULT_DUMP_INTR", "2")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    println!("two interrupted dumps -> {:?}: {err}", o.status.code());
+    assert!(o.status.success(), "{err}");
+    assert_eq!(lab.port("g1"), "70PU");
+    assert!(lab.vv_ok(&["apply"]).contains("nothing to do"));
+}
+
+/// A fault (issue 11): the port helper's `port_wait` runs out. libvirt's network hook says a
+/// port was created, but no tap with its MAC ever joins a managed bridge: the hook returns at
+/// once, and the detached helper gives up after `port_wait` seconds, logs why and exits,
+/// having changed nothing.
+#[test]
+fn the_port_helper_gives_up_after_port_wait_logs_why_and_changes_nothing() {
+    let mut lab = Lab::new("portwait");
+    lab.veth_port("up0", "br0");
+    lab.veth_port("g2", "br0");
+    lab.build();
+    lab.config("[bridges.br0]\n[bridges.br0.uplinks.up0]\ntagged = \"100\"\non_demand = true\n[hooks]\nport_wait = 2\n");
+    lab.vv_ok(&["apply"]);
+    let before = kernel_dump(&lab);
+    let uuid = "5e1d2c3b-4a59-4687-9a0b-c1d2e3f4a5b6";
+    let hook_data = format!(
+        "<hookData>\n<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>\n\
+         <networkport><uuid>{uuid}</uuid><owner><name>vm1</name></owner>\
+         <mac address='52:54:00:00:00:77'/><plug type='bridge' bridge='br0'/>\
+         <vlan><tag id='60'/></vlan></networkport>\n</hookData>\n"
+    );
+    let log = lab.dir.join("log");
+    let started = std::time::Instant::now();
+    let mut child = lab
+        .vv_command(&["hook", "network", "lan", "port-created", "begin", "-"])
+        .env("VIRT_VLAN_LOG_DIR", &log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(hook_data.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "port-created: {err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "the hook waited for the tap itself ({:?}): libvirt creates it only after the hook",
+        started.elapsed()
+    );
+    let logged = || std::fs::read_to_string(log.join("virt-vlan.log")).unwrap_or_default();
+    let gave_up = "no tap with its MAC joined a managed bridge within 2s";
+    assert!(
+        wait_for(30, || logged().contains(gave_up)),
+        "the helper did not log giving up:\n{}",
+        logged()
+    );
+    println!("helper log:\n{}", logged());
+    assert!(logged().contains(uuid), "{}", logged());
+    let helper_alive = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(uuid))
+        })
+    };
+    assert!(
+        wait_for(10, || !helper_alive()),
+        "the helper is still running"
+    );
+    assert_eq!(kernel_dump(&lab), before, "the helper changed nothing");
+}

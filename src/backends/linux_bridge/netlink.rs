@@ -42,6 +42,8 @@ pub struct Netlink {
     buf: Vec<u8>,
     /// Fault injection for the crash tests: [`FAULT_KILL_AFTER_WRITES`].
     kill_after_writes: Option<u64>,
+    /// Fault injection: how many more dumps to take as interrupted ([`FAULT_DUMP_INTR`]).
+    interrupt_dumps: usize,
 }
 
 /// Fault injection, for tests only: with `VIRT_VLAN_FAULT_KILL_AFTER_WRITES=N` set, the process
@@ -49,6 +51,12 @@ pub struct Netlink {
 /// a crash at a chosen point between two kernel writes, to prove that the ownership record
 /// (written ahead of every write) lets the next run attribute and clean up everything.
 pub const FAULT_KILL_AFTER_WRITES: &str = "VIRT_VLAN_FAULT_KILL_AFTER_WRITES";
+
+/// Fault injection, for tests only: with `VIRT_VLAN_FAULT_DUMP_INTR=N` set, the first N dumps
+/// of each netlink socket are handled as if the kernel had marked them `NLM_F_DUMP_INTR` (a
+/// concurrent change while the dump was in flight, which a real host produces only by chance)
+/// — so the lab can prove the retry, and the clean refusal once the retries run out.
+pub const FAULT_DUMP_INTR: &str = "VIRT_VLAN_FAULT_DUMP_INTR";
 
 impl Netlink {
     pub fn open() -> Result<Netlink> {
@@ -68,6 +76,10 @@ impl Netlink {
             kill_after_writes: std::env::var(FAULT_KILL_AFTER_WRITES)
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            interrupt_dumps: std::env::var(FAULT_DUMP_INTR)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         })
     }
 
@@ -120,9 +132,14 @@ impl Netlink {
                     }
                 }
             }
+            if self.interrupt_dumps > 0 {
+                self.interrupt_dumps -= 1;
+                interrupted = true;
+            }
             if !interrupted {
                 return Ok(out);
             }
+            tracing::debug!("the kernel marked a dump interrupted; dumping again");
         }
         bail!("the kernel's view kept changing during {DUMP_RETRIES} dumps; try again")
     }
