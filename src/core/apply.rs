@@ -25,6 +25,8 @@ pub struct Outcome {
     /// Guest ports isolated because their source asks for VIDs their bridge does not allow
     /// (see `Intent::violations`): the run managed everything else, but did not succeed.
     pub violations: Vec<String>,
+    /// Guest ports left out because their taps went away during the run (`Intent::skipped`).
+    pub skipped: Vec<String>,
 }
 
 impl Outcome {
@@ -91,6 +93,7 @@ pub fn reconcile(
         stats: delta(sw.stats(), start),
         stale: stale.clone(),
         violations: intent.violations.clone(),
+        skipped: intent.skipped.clone(),
     };
     let confirming = matches!(mode, Mode::Confirm(_));
     match mode {

@@ -120,6 +120,10 @@ pub struct Intent {
     /// isolated (in no VLAN) and the run reports the violation, while every other port is
     /// managed as usual.
     pub violations: Vec<String>,
+    /// Guest ports a whole-host run learnt from libvirt whose taps were gone (or off their
+    /// bridge) by the time this run read the switch: their guests are stopping or being
+    /// re-plugged, so there is nothing to manage; each is noted, not an error.
+    pub skipped: Vec<String>,
 }
 
 /// What an isolated port's origin says, before the reason.
@@ -149,7 +153,8 @@ pub enum Scope {
 /// in the config, missing ports and bridges are errors (exit 1). A VID outside a bridge's
 /// `allowed` is bad input (exit 2) for a port the config names; a libvirt guest's port that
 /// asks for one is isolated instead and listed in [`Intent::violations`], so one guest in
-/// violation never stops the others from being managed.
+/// violation never stops the others from being managed. In a whole-host run, a guest's tap
+/// that went away since the caller learnt it is listed in [`Intent::skipped`].
 pub fn resolve(
     config: &Config,
     state: &HostState,
@@ -180,8 +185,23 @@ pub fn resolve(
     }
     // libvirt's name for a guest port → the port its marks say it has (when they differ)
     let mut renamed: BTreeMap<&str, String> = BTreeMap::new();
+    let mut skipped = Vec::new();
     for g in guests {
         let ifname = guest_port_name(state, g)?;
+        // The caller learnt this tap from an earlier look at the host; in a whole-host run a
+        // guest's tap that is gone (or off every bridge) now belongs to a guest that is
+        // stopping: one guest going away must not fail the run for every other port.
+        if take_static
+            && g.origin.domain.is_some()
+            && state.bridge_of(&ifname).is_none()
+            && !state.bridges.contains_key(&ifname)
+        {
+            skipped.push(format!(
+                "{}: tap {ifname} went away (the guest is stopping?); skipped",
+                g.origin
+            ));
+            continue;
+        }
         if ifname != g.ifname {
             renamed.insert(&g.ifname, ifname.clone());
         }
@@ -277,6 +297,7 @@ pub fn resolve(
 
     let mut intent = Intent {
         violations,
+        skipped,
         ..Intent::default()
     };
     for name in bridges_in_scope {
@@ -502,6 +523,35 @@ tagged = "200,300"
         assert_eq!(b.ports["br0"].role, Role::SelfPort);
         // a port nobody configured is not in the intent at all
         assert!(!b.ports.contains_key("vnet9"));
+    }
+
+    #[test]
+    fn a_whole_host_run_skips_a_guest_tap_that_went_away_and_a_hook_run_refuses_it() {
+        let c = config(CONF);
+        let st = state(&[("br0", &["eth0", "veth0", "vnet3"])]);
+        let mut gone = GuestPort::new("vnet7", PortVlans::access(42), Origin::new("metadata"));
+        gone.origin.domain = Some("web1".into());
+        let mut here = GuestPort::new("vnet3", PortVlans::access(43), Origin::new("metadata"));
+        here.origin.domain = Some("db1".into());
+        let i = resolve(
+            &c,
+            &st,
+            &[gone.clone(), here],
+            &Record::default(),
+            &Scope::Host,
+        )
+        .unwrap();
+        assert_eq!(i.bridges["br0"].ports["vnet3"].vlans, PortVlans::access(43));
+        assert_eq!(i.skipped.len(), 1);
+        assert!(
+            i.skipped[0].contains("tap vnet7 went away"),
+            "{:?}",
+            i.skipped
+        );
+        // a hook names the tap it was given: a missing one is an error there
+        let scope = Scope::Ports(["vnet7".to_string()].into());
+        let e = resolve(&c, &st, &[gone], &Record::default(), &scope).unwrap_err();
+        assert!(e.to_string().contains("no such bridge port"), "{e}");
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub fn run(
     if outcome.applied {
         store.save(&lock, &record)?;
     }
+    for s in &outcome.skipped {
+        tracing::info!("{s}");
+    }
     for (b, p) in &outcome.stale {
         tracing::info!("forgot {p} on {b}: the port is gone or was re-created");
     }
