@@ -797,8 +797,9 @@ def ovs_converged(out, n):
 
 
 def ovs(results):
-    ovs_start()
     try:
+        # inside the try: a start that fails half-way still stops what did start
+        ovs_start()
         with InNetns(OVS_NS):
             ovs_cells(results)
     finally:
