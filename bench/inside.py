@@ -6,12 +6,21 @@ kernel state it must produce. Writes raw measurements as JSON for bench/report.p
     inside.py VIRT_VLAN WATCH_LATENCY OUT.json
 
 Knobs (environment; bench/run sets them): BENCH_ROUNDS (3), BENCH_SIZES (16,64,256,1024),
-BENCH_HOOK_ROUNDS (10), BENCH_WATCH_EVENTS (200), BENCH_TRUNK_MAX (64), BENCH_PORTS_PER_BRIDGE (512), BENCH_SCENARIOS (default
-floor,hook,watch,bulk,profiles: run only some while working on one).
+BENCH_HOOK_ROUNDS (10), BENCH_WATCH_EVENTS (200), BENCH_TRUNK_MAX (64), BENCH_PORTS_PER_BRIDGE (512),
+BENCH_OVS_SIZES (16,64,256: ports on the Open vSwitch bridge), BENCH_OVS_SHAPES (access,trunk),
+BENCH_SCENARIOS (default floor,hook,watch,bulk,profiles,ovs: run only some while working on one;
+bench/run's BENCH_MERGE=1 merges such a run into the committed results).
+
+Scenarios: floor (process start), hook (guest-start latency), watch (reaction latency), bulk
+(N ports on Linux bridges, and a converged re-apply), profiles (perf and callgrind), ovs (N
+internal ports on a private Open vSwitch: virt-vlan apply against ovs-vsctl per port and one
+chained ovs-vsctl, and a converged re-apply). results["measured"] names the keys this run
+wrote, each with the run's start, so that a merged results.json says where each came from.
 """
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -536,12 +545,309 @@ def profiles(results):
     log("profiles taken")
 
 
-SCENARIOS = {"floor": floor, "hook": hook_latency, "watch": watch, "bulk": bulk, "profiles": profiles}
+# ---------------------------------------------------------------------------------------------
+# Open vSwitch: N internal ports on one bridge of a private Open vSwitch (its own ovsdb-server,
+# and ovs-vswitchd with the kernel datapath in a network namespace of its own), made access
+# ports (and trunks), by `virt-vlan apply` and by ovs-vsctl; then a converged re-apply.
+
+OVS_SIZES = [int(s) for s in os.environ.get("BENCH_OVS_SIZES", "16,64,256").split(",")]
+OVS_SHAPES = [s for s in os.environ.get("BENCH_OVS_SHAPES", "access,trunk").split(",") if s]
+OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+OVS_NS = "vvbench-ovs"
+OVS_DIR = f"{WORK}/ovs"
+OVS_SOCK = f"{OVS_DIR}/db.sock"
+OVS_BRIDGE = "ovsbench"
+OVS_TRUNK = list(range(200, 210))
+OVS_CONTENDERS = ["virt-vlan", "ovs-vsctl per port", "ovs-vsctl chained"]
+# Without --no-wait ovs-vsctl waits for ovs-vswitchd to apply its change (cur_cfg), as
+# virt-vlan does; --timeout only bounds a stuck run (ovs-vswitchd reconfiguring hundreds of
+# ports under emulation can take seconds), it changes no timing.
+VSCTL = ["ovs-vsctl", f"--db=unix:{OVS_SOCK}", "--timeout=600"]
+OVS_LIST = ["--format=json", "--", "--columns=name,tag,trunks,vlan_mode", "list", "Port"]
+CLONE_NEWNET = 0x40000000
+
+
+def ovs_env():
+    """The daemons' run, log and database directories in OVS_DIR (as tests/labkit/ovs.rs)."""
+    return dict(os.environ, OVS_RUNDIR=OVS_DIR, OVS_LOGDIR=OVS_DIR, OVS_DBDIR=OVS_DIR)
+
+
+def ovs_cmd(argv):
+    """An untimed command of the Open vSwitch setup; its stdout."""
+    r = subprocess.run(argv, env=ovs_env(), capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{argv[:4]} exited {r.returncode}: {r.stderr[-2000:]}")
+    return r.stdout
+
+
+def vsctl(*args):
+    return ovs_cmd(VSCTL + list(args))
+
+
+def chain(cmds):
+    """One ovs-vsctl argument list running every command of `cmds` in one transaction."""
+    return [x for c in cmds for x in ["--"] + c]
+
+
+def setns(fd):
+    if hasattr(os, "setns"):  # Python 3.12
+        os.setns(fd, CLONE_NEWNET)
+        return
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"setns: {os.strerror(e)}")
+
+
+class InNetns:
+    """This process (single-threaded: every contender it spawns) in network namespace `name`
+    until the block ends: virt-vlan then reads that namespace's kernel, as it would on a host
+    whose Open vSwitch it manages, and no wrapper (`ip netns exec`) is timed with it."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self.home = os.open("/proc/self/ns/net", os.O_RDONLY)
+        fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+        try:
+            setns(fd)
+        finally:
+            os.close(fd)
+
+    def __exit__(self, *exc):
+        setns(self.home)
+        os.close(self.home)
+
+
+def stop_pid(pidfile):
+    """Stops one daemon we started, by the pid in its pidfile: SIGTERM, SIGKILL after 5 s."""
+    try:
+        pid = int(open(pidfile).read().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, 15)
+    except ProcessLookupError:
+        return
+    for _ in range(250):
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state == "Z":
+            return
+        time.sleep(0.02)
+    os.kill(pid, 9)
+
+
+def ovs_start():
+    """ovsdb-server on a fresh database, then ovs-vswitchd (kernel datapath) in OVS_NS."""
+    sh("modprobe openvswitch")
+    sh(f"ip netns del {OVS_NS} 2>/dev/null || true; ip netns add {OVS_NS}")
+    sh(f"ip netns exec {OVS_NS} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
+    shutil.rmtree(OVS_DIR, ignore_errors=True)
+    os.makedirs(OVS_DIR)
+    d = OVS_DIR
+    ovs_cmd(["ovsdb-tool", "create", f"{d}/conf.db", OVS_SCHEMA])
+    ovs_cmd(["ovsdb-server", f"{d}/conf.db", f"--remote=punix:{OVS_SOCK}", f"--pidfile={d}/ovsdb.pid",
+             f"--unixctl={d}/ovsdb.ctl", "--detach", f"--log-file={d}/ovsdb.log"])
+    vsctl("--no-wait", "init")
+    ovs_cmd(["ip", "netns", "exec", OVS_NS, "ovs-vswitchd", f"unix:{OVS_SOCK}", f"--pidfile={d}/vswitchd.pid",
+             f"--unixctl={d}/vswitchd.ctl", "--detach", f"--log-file={d}/vswitchd.log"])
+
+
+def ovs_stop():
+    """Both daemons by their pids, then the kernel datapath (it outlives ovs-vswitchd) and the
+    namespace."""
+    stop_pid(f"{OVS_DIR}/vswitchd.pid")
+    stop_pid(f"{OVS_DIR}/ovsdb.pid")
+    subprocess.run(["ip", "netns", "exec", OVS_NS, "ovs-dpctl", "del-dp", "ovs-system"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["ip", "netns", "del", OVS_NS], stderr=subprocess.DEVNULL)
+
+
+def ovs_topology(n):
+    """Bridge OVS_BRIDGE with internal ports p0..p{n-1}, none with VLAN columns."""
+    vsctl("--if-exists", "del-br", OVS_BRIDGE)
+    cmds = [["add-br", OVS_BRIDGE]]
+    for i in range(n):
+        cmds += [["add-port", OVS_BRIDGE, f"p{i}"], ["set", "Interface", f"p{i}", "type=internal"]]
+    vsctl(*chain(cmds))
+
+
+def ovs_reset(n):
+    """Every port back to no VLAN columns (every VLAN) and without virt-vlan's marks, and no
+    ownership record: each run starts from the same unconfigured ports."""
+    vsctl(*chain([["clear", "Port", f"p{i}", "tag", "trunks", "vlan_mode", "external_ids"] for i in range(n)]))
+    shutil.rmtree(f"{OVS_DIR}/state", ignore_errors=True)
+
+
+def ovs_columns(shape, i):
+    """What virt-vlan writes for port i of `shape` (README, "Open vSwitch bridges"), in
+    ovs-vsctl's words: the floors write the same three columns."""
+    if shape == "trunk":
+        return ["vlan_mode=trunk", "tag=[]", "trunks=[" + ",".join(map(str, OVS_TRUNK)) + "]"]
+    return ["vlan_mode=access", f"tag={100 + i}", "trunks=[]"]
+
+
+def ovs_expected(shape, n):
+    if shape == "trunk":
+        return {f"p{i}": ("trunk", tuple(OVS_TRUNK)) for i in range(n)}
+    return {f"p{i}": ("access", 100 + i) for i in range(n)}
+
+
+def atoms(v):
+    """An OVSDB JSON value as a list: ["set", [...]] or a lone atom."""
+    if isinstance(v, list) and v and v[0] == "set":
+        return v[1]
+    return [v]
+
+
+def effective(tag, trunks, vlan_mode):
+    """What a port carries, read the way ovs-vswitchd reads the columns: vlan_mode unset is
+    access when tag is set, else trunk; access ignores trunks; trunk ignores tag; an empty
+    trunks carries every VLAN (shown as ())."""
+    mode = (atoms(vlan_mode) or [None])[0] or ("access" if atoms(tag) else "trunk")
+    if mode == "access":
+        return ("access", (atoms(tag) or [0])[0])
+    if mode == "trunk":
+        return ("trunk", tuple(sorted(atoms(trunks))))
+    return (mode, (atoms(tag) or [None])[0], tuple(sorted(atoms(trunks))))
+
+
+def ovs_ports():
+    """Port name -> its effective VLANs, from one `ovs-vsctl list Port`."""
+    table = json.loads(vsctl(*OVS_LIST))
+    col = {h: k for k, h in enumerate(table["headings"])}
+    return {row[col["name"]]: effective(row[col["tag"]], row[col["trunks"]], row[col["vlan_mode"]])
+            for row in table["data"]}
+
+
+def ovs_check(shape, n, who):
+    got = {p: v for p, v in ovs_ports().items() if p[:1] == "p" and p[1:].isdigit()}
+    want = ovs_expected(shape, n)
+    if got != want:
+        bad = sorted((p for p in set(want) | set(got) if got.get(p) != want.get(p)), key=lambda p: int(p[1:]))[:3]
+        raise RuntimeError(f"{who} left Open vSwitch {shape} x{n} wrong, e.g. {[(p, got.get(p), want.get(p)) for p in bad]}")
+
+
+def ovs_write_inputs(shape, n):
+    """virt-vlan's config and the per-port script for one cell."""
+    lines = [f"[bridges.{OVS_BRIDGE}]\n"]
+    for i in range(n):
+        lines.append(f'[[ports]]\ninterface = "p{i}"')
+        if shape == "trunk":
+            lines.append(f'tagged = "{OVS_TRUNK[0]}-{OVS_TRUNK[-1]}"')
+        else:
+            lines.append(f"pvid = {100 + i}")
+    with open(f"{OVS_DIR}/{shape}-{n}.toml", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(f"{OVS_DIR}/{shape}-{n}.sh", "w") as f:
+        f.write("".join(shlex.join(VSCTL + ["set", "Port", f"p{i}"] + ovs_columns(shape, i)) + "\n" for i in range(n)))
+
+
+def ovs_apply_env(shape, n):
+    return dict(os.environ, VIRT_VLAN_CONFIG=f"{OVS_DIR}/{shape}-{n}.toml", VIRT_VLAN_STATE_DIR=f"{OVS_DIR}/state",
+                VIRT_VLAN_OVSDB=OVS_SOCK)
+
+
+def apply_stats(err):
+    """`apply --stats`' counters: the last JSON line on stderr."""
+    return json.loads(next(l for l in reversed(err.strip().splitlines()) if l.startswith("{")))
+
+
+def ovs_contender(who, shape, n):
+    """One timed run; a sample dict (wall in seconds, processes started)."""
+    if who == "virt-vlan":
+        r = measure([VV, "apply", "--stats"], env=ovs_apply_env(shape, n))
+        stats = apply_stats(r["err"])
+        return {"wall": r["wall"], "writes": stats["writes"], "reads": stats["reads"], "processes": 1}
+    if who == "ovs-vsctl per port":
+        r = measure(["sh", "-e", f"{OVS_DIR}/{shape}-{n}.sh"], env=ovs_env())
+        return {"wall": r["wall"], "processes": n}
+    if who == "ovs-vsctl chained":
+        r = measure(VSCTL + chain([["set", "Port", f"p{i}"] + ovs_columns(shape, i) for i in range(n)]), env=ovs_env())
+        return {"wall": r["wall"], "processes": 1}
+    raise ValueError(who)
+
+
+def ovs_converged(out, n):
+    """A second `virt-vlan apply --stats` on ports it has already applied, against one read
+    of the same Port rows."""
+    env = ovs_apply_env("access", n)
+    ovs_write_inputs("access", n)
+    ovs_reset(n)
+    measure([VV, "apply"], env=env)
+    ovs_check("access", n, "virt-vlan")
+    conv = out.setdefault("converged", {}).setdefault(str(n), {"shape": "access", "virt-vlan": [], "one list": []})
+    for r in range(max(ROUNDS, 5) * 2):
+        if r % 2 == 0:
+            x = measure([VV, "apply", "--stats"], env=env)
+            stats = apply_stats(x["err"])
+            conv["virt-vlan"].append({"wall": x["wall"], "writes": stats["writes"], "reads": stats["reads"]})
+        else:
+            x = measure(VSCTL + OVS_LIST, env=ovs_env())
+            conv["one list"].append({"wall": x["wall"]})
+    ovs_check("access", n, "converged virt-vlan")
+    log(f"ovs converged x{n}: virt-vlan {statistics.median(s['wall'] for s in conv['virt-vlan']):.3f}s "
+        f"({max(s['writes'] for s in conv['virt-vlan'])} writes), "
+        f"list {statistics.median(s['wall'] for s in conv['one list']):.3f}s")
+
+
+def ovs(results):
+    try:
+        # inside the try: a start that fails half-way still stops what did start
+        ovs_start()
+        with InNetns(OVS_NS):
+            ovs_cells(results)
+    finally:
+        ovs_stop()
+
+
+def ovs_cells(results):
+    out = results.setdefault("ovs", {})
+    out.update({"rounds": ROUNDS, "bridge": OVS_BRIDGE, "trunk_vids": OVS_TRUNK,
+                "version": ovs_cmd(["ovs-vswitchd", "--version"]).splitlines()[0].split()[-1],
+                "datapath": "kernel (openvswitch.ko), ovs-vswitchd and virt-vlan in a network namespace of their own"})
+    for n in OVS_SIZES:
+        log(f"ovs topology: {n} internal ports on {OVS_BRIDGE}")
+        ovs_topology(n)
+        for shape in OVS_SHAPES:
+            ovs_write_inputs(shape, n)
+            cell = out.setdefault(shape, {}).setdefault(str(n), {})
+            # one untimed run of virt-vlan and of ovs-vsctl first, as in the bulk scenario:
+            # the first run on a new bridge would pay for what was left to do
+            for who in ["virt-vlan", "ovs-vsctl chained"]:
+                ovs_reset(n)
+                ovs_contender(who, shape, n)
+            for r in range(ROUNDS):
+                order = OVS_CONTENDERS[r % len(OVS_CONTENDERS):] + OVS_CONTENDERS[:r % len(OVS_CONTENDERS)]
+                for who in order:
+                    ovs_reset(n)
+                    s = ovs_contender(who, shape, n)
+                    ovs_check(shape, n, who)
+                    cell.setdefault(who, []).append(s)
+                    log(f"ovs {shape} x{n} round {r} {who}: {s['wall']:.3f}s")
+            save(results)
+        ovs_converged(out, n)
+        save(results)
+    vsctl("--if-exists", "del-br", OVS_BRIDGE)
+
+
+SCENARIOS = {"floor": floor, "hook": hook_latency, "watch": watch, "bulk": bulk, "profiles": profiles, "ovs": ovs}
 ONLY = os.environ.get("BENCH_SCENARIOS", ",".join(SCENARIOS)).split(",")
+
+
+# What describes the run rather than a measurement (every other key is a scenario's).
+RUN_KEYS = {"started", "kernel", "cpus", "cpu_model", "rounds", "sizes", "ports_per_bridge", "shell_cap",
+            "pyroute2_cap", "scenarios", "measured", "seconds"}
 
 
 def save(results):
     """Writes what has been measured so far: a run cut short still leaves its numbers."""
+    results["measured"] = {k: results["started"] for k in results if k not in RUN_KEYS}
     with open(OUT + ".part", "w") as f:
         json.dump(results, f, indent=1)
     os.replace(OUT + ".part", OUT)
@@ -565,6 +871,7 @@ def main():
         "ports_per_bridge": PORTS_PER_BRIDGE,
         "shell_cap": SHELL_CAP,
         "pyroute2_cap": PYROUTE2_CAP,
+        "scenarios": [name for name in SCENARIOS if name in ONLY],
     }
     t0 = time.time()
     for name, scenario in SCENARIOS.items():
