@@ -3,7 +3,7 @@
 //! The caller holds the store lock and saves the updated record.
 
 use crate::config::Config;
-use crate::intent::{GuestPort, Scope, resolve};
+use crate::intent::{GuestPort, Role, Scope, resolve};
 use crate::ownership::{PortRecord, Record};
 use crate::plan::{Plan, PortPlan, RELEASED, plan_ports, plan_settings, restore_port};
 use crate::state::HostState;
@@ -157,10 +157,20 @@ pub fn reconcile(
         let rb = undo(sw, &managed, &before, &plan, &mut *journal, record);
         return Err(e.context(format!("cannot record what this run is about to do{rb}")));
     }
+    // A guest's tap that vanished before its write (ENODEV) is judged with the re-read below:
+    // gone for good is its guest stopping, not this run's failure.
     let failures: Vec<String> = sw
         .write(&writes)
         .into_iter()
-        .filter_map(|r| r.err().map(|e| e.to_string()))
+        .filter_map(|r| r.err())
+        .filter(|e| {
+            e.errno != libc::ENODEV
+                || !plan
+                    .ports
+                    .iter()
+                    .any(|p| p.bridge == e.bridge && p.port == e.port && may_vanish(p))
+        })
+        .map(|e| e.to_string())
         .collect();
     if !failures.is_empty() {
         let rb = undo(sw, &managed, &before, &plan, &mut *journal, record);
@@ -176,6 +186,9 @@ pub fn reconcile(
     let after = sw
         .read(&settings_of)
         .context("cannot re-read the kernel to verify")?;
+    let vanished = vanished_guest_ports(&plan, &after);
+    plan.ports
+        .retain(|p| !vanished.contains(&(p.bridge.clone(), p.port.clone())));
     let mismatches = verify(&plan, &after);
     if !mismatches.is_empty() {
         let rb = undo(sw, &managed, &before, &plan, &mut *journal, record);
@@ -187,7 +200,38 @@ pub fn reconcile(
 
     record_outcome(&mut rec, &plan);
     *record = rec;
-    Ok(done(plan, true, sw))
+    let mut outcome = done(plan, true, sw);
+    outcome.skipped.extend(vanished.iter().map(|(b, p)| {
+        format!("{p} on {b} went away during the run (its guest is stopping?); nothing to keep")
+    }));
+    Ok(outcome)
+}
+
+/// A port whose interface may vanish mid-run without that being the run's failure: a libvirt
+/// guest's tap, or a port being released (their guests stop and libvirt deletes them). Never
+/// a bridge's own port, an uplink or a port the config names.
+fn may_vanish(p: &PortPlan) -> bool {
+    !p.is_self
+        && match p.role {
+            None => true,
+            Some(Role::Guest) => p.origin.domain.is_some(),
+            Some(_) => false,
+        }
+}
+
+/// The plan's [`may_vanish`] ports whose interface is on no bridge any more in `after` (gone,
+/// not moved): nothing is left on them to verify, keep or roll back.
+fn vanished_guest_ports(plan: &Plan, after: &HostState) -> BTreeSet<(String, String)> {
+    let present: BTreeSet<u32> = after
+        .bridges
+        .values()
+        .flat_map(|b| b.ports.values().map(|p| p.ifindex))
+        .collect();
+    plan.ports
+        .iter()
+        .filter(|p| may_vanish(p) && !present.contains(&p.ifindex))
+        .map(|p| (p.bridge.clone(), p.port.clone()))
+        .collect()
 }
 
 /// Writes an applied plan into the record: what each managed port now owns and wants,
@@ -661,6 +705,31 @@ pvid = 300
         let c2 = config(&CONF.replace("[[ports]]\ninterface = \"veth1\"\npvid = 300\n", ""));
         run(&mut k, &c2, &[], &mut rec, &Scope::Host, Mode::Apply).unwrap();
         assert!(!k.port_vlans("br0", "eth0").tagged.contains(400));
+    }
+
+    #[test]
+    fn a_guest_tap_vanishing_mid_apply_is_noted_and_the_rest_applies() {
+        let c = config(CONF);
+        let mut k = fresh_kernel(&["eth0", "veth0", "veth1", "vnet5"]);
+        k.vanish.insert("vnet5".into());
+        let mut origin = Origin::new("metadata");
+        origin.domain = Some("web1".into());
+        let g = GuestPort::new("vnet5", PortVlans::access(42), origin);
+        let mut rec = Record::default();
+        let out = run(&mut k, &c, &[g], &mut rec, &Scope::Host, Mode::Apply).unwrap();
+        assert!(out.applied);
+        assert_eq!(out.skipped.len(), 1, "{:?}", out.skipped);
+        assert!(
+            out.skipped[0].contains("vnet5 on br0 went away"),
+            "{:?}",
+            out.skipped
+        );
+        assert_eq!(k.port_vlans("br0", "veth1"), PortVlans::access(300));
+        assert!(
+            rec.get("br0", "vnet5").is_none(),
+            "nothing recorded for a gone tap"
+        );
+        assert!(rec.get("br0", "veth1").is_some());
     }
 
     #[test]
