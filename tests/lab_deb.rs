@@ -101,33 +101,6 @@ fn private_usr() {
     std::fs::remove_file("/usr/.vvdeb-probe").unwrap();
 }
 
-fn libvirtd_pid() -> Option<String> {
-    let pid = std::fs::read_to_string("/run/libvirtd.pid").ok()?;
-    let pid = pid.trim().to_string();
-    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
-}
-
-/// libvirtd as tests/lab_libvirt.rs starts it. One already running (an earlier suite's) is
-/// restarted: libvirt looks for hook entries when it starts, and ours are new.
-fn start_libvirtd() {
-    if let Some(pid) = libvirtd_pid() {
-        must(&format!("kill -TERM {pid}"));
-        assert!(
-            wait_for(60, || !Path::new(&format!("/proc/{pid}")).exists()),
-            "libvirtd did not stop"
-        );
-    }
-    must("mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/cache/libvirt /run/libvirt");
-    if !Path::new("/run/virtlogd.pid").exists() {
-        must("virtlogd -d");
-    }
-    must("libvirtd -d");
-    assert!(
-        wait_for(180, || virsh(&["list"]).status.success()),
-        "libvirtd did not come up"
-    );
-}
-
 /// A disk-less TCG guest on `BRIDGE`, access VLAN 42 by our metadata.
 fn define_guest() {
     let xml = format!(
@@ -294,7 +267,8 @@ fn the_debian_package_installs_works_and_removes_exactly_its_own() {
     )
     .unwrap();
     ok(SBIN, &["apply"]);
-    start_libvirtd();
+    // libvirt looks for hook entries when it starts, and the package's are new
+    libvirtd::restart();
     let _guest = Guest;
     let _ = virsh(&["destroy", "vdeb"]);
     let _ = virsh(&["undefine", "vdeb"]);

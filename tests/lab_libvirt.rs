@@ -35,16 +35,27 @@ const LAN: &str = "<network><name>lan</name><forward mode='bridge'/><bridge name
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Takes this test's turn; sets up the host and starts libvirtd the first time.
+/// Takes this test's turn. The host (br0, switch namespace sw, our hooks) is set up once;
+/// libvirtd and the `lan` network are checked on every turn and brought back if an earlier
+/// test, or the machine's load, left them down: one failure stays one test's failure.
 fn turn() -> MutexGuard<'static, ()> {
     let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     static READY: OnceLock<()> = OnceLock::new();
     READY.get_or_init(setup);
     set_config(BASE);
+    libvirtd::ensure();
+    ensure_lan();
     g
 }
 
+/// The host every test starts from; whatever a failed earlier attempt left is removed first.
 fn setup() {
+    for s in ["link del br0", "netns del sw"] {
+        let _ = Command::new("ip")
+            .args(s.split(' '))
+            .stderr(Stdio::null())
+            .status();
+    }
     must(
         "ip link add br0 type bridge && ip link set br0 up && ip netns add sw && \
          ip link add up0 type veth peer name eth0 netns sw && ip link set up0 master br0 && \
@@ -64,32 +75,21 @@ fn setup() {
         "install put the .d hook entry in place"
     );
     vv_ok(&["apply"]);
-    start_libvirtd();
-    std::fs::write("/tmp/lan.xml", LAN).unwrap();
-    virsh_ok(&["net-define", "/tmp/lan.xml"]);
-    virsh_ok(&["net-start", "lan"]);
+    // a libvirtd already running (an earlier attempt's) would not see the new hook entries
+    libvirtd::restart();
 }
 
-fn start_libvirtd() {
-    must("mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/cache/libvirt /run/libvirt");
-    if !Path::new("/run/virtlogd.pid").exists() {
-        must("virtlogd -d");
+/// The `lan` network, defined and active.
+fn ensure_lan() {
+    if virsh_ok(&["net-list", "--name"])
+        .lines()
+        .any(|l| l.trim() == "lan")
+    {
+        return;
     }
-    must("libvirtd -d");
-    assert!(
-        wait_for(180, || virsh(&["list"]).status.success()),
-        "libvirtd did not come up"
-    );
-}
-
-/// Stops libvirtd by its pid (SIGTERM), leaving the guests running.
-fn stop_libvirtd() {
-    let pid = std::fs::read_to_string("/run/libvirtd.pid").unwrap();
-    must(&format!("kill -TERM {}", pid.trim()));
-    assert!(
-        wait_for(60, || !Path::new(&format!("/proc/{}", pid.trim())).exists()),
-        "libvirtd did not stop"
-    );
+    std::fs::write("/tmp/lan.xml", LAN).unwrap();
+    let _ = virsh(&["net-define", "/tmp/lan.xml"]);
+    virsh_ok(&["net-start", "lan"]);
 }
 
 fn set_config(text: &str) {
@@ -512,13 +512,13 @@ fn libvirtd_restart_reconnect_keeps_ports_right_and_reload_reapplies_bridges() {
         tap("vrst", "52:54:00:f0:00:01"),
         tap("vrst", "52:54:00:f0:00:02"),
     );
-    stop_libvirtd();
+    libvirtd::stop();
     // while libvirtd is down, someone breaks a port and adds a foreign VID
     must(&format!(
         "bridge vlan del dev {a} vid 4 && bridge vlan add dev {b} vid 999"
     ));
     assert_eq!(root_port(&a), "");
-    start_libvirtd();
+    libvirtd::start();
     // reconnect repaired it; the foreign VID is someone else's and stays
     assert!(wait_for(60, || root_port(&a) == "4PU"), "{}", root_port(&a));
     assert_eq!(root_port(&b), "77PU 999");
@@ -731,8 +731,7 @@ fn seed_002_network_and_kvmvlan_dispatcher_scripts_work_unchanged() {
            > /etc/libvirt/hooks/qemu_started_begin.d/10-user.sh && \
          chmod 755 /etc/libvirt/hooks/qemu_started_begin.d/10-user.sh && rm -f /tmp/dispatched",
     );
-    stop_libvirtd();
-    start_libvirtd();
+    libvirtd::restart();
     define(
         "vseed",
         &["<interface type='network'><source network='br0' portgroup='zerotier-46'/><mac address='52:54:00:e2:55:89'/><model type='virtio'/></interface>".to_string()],
@@ -770,8 +769,7 @@ fn seed_002_network_and_kvmvlan_dispatcher_scripts_work_unchanged() {
     let _ = virsh(&["net-undefine", "br0"]);
     vv_ok(&["install", "--uninstall", "--main-hook"]);
     vv_ok(&["install"]);
-    stop_libvirtd();
-    start_libvirtd();
+    libvirtd::restart();
 }
 
 #[test]

@@ -58,6 +58,9 @@ fn turn() -> MutexGuard<'static, ()> {
     let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     static READY: OnceLock<()> = OnceLock::new();
     READY.get_or_init(setup);
+    // an earlier test (or the machine's load) may have left libvirtd down: one failure stays
+    // one test's failure
+    libvirtd::ensure();
     restore_base_config();
     g
 }
@@ -110,15 +113,15 @@ fn setup() {
         "install put the lxc .d hook entry in place"
     );
     vv_ok(&["apply"]);
-    if libvirtd_running() {
+    if libvirtd::pid().is_some() {
         println!("reusing the running libvirtd");
+        libvirtd::wait_answering();
         if !hooks_were_there {
             // libvirt notices hook entries only when it starts
-            stop_libvirtd();
-            start_libvirtd();
+            libvirtd::restart();
         }
     } else {
-        start_libvirtd();
+        libvirtd::start();
     }
 }
 
@@ -193,44 +196,6 @@ fn libvirt_major() -> u32 {
 /// libvirt ≥ 11 accepts `<vlan>` on Linux bridges and writes it onto the tap itself.
 fn libvirt_writes_vlans() -> bool {
     libvirt_major() >= 11
-}
-
-/// A libvirtd whose pid file names a live process and that answers.
-fn libvirtd_running() -> bool {
-    let Ok(pid) = std::fs::read_to_string("/run/libvirtd.pid") else {
-        return false;
-    };
-    if !Path::new(&format!("/proc/{}", pid.trim())).exists() {
-        return false;
-    }
-    assert!(
-        wait_for(180, || virsh(&["list"]).status.success()),
-        "libvirtd (pid {}) runs but does not answer",
-        pid.trim()
-    );
-    true
-}
-
-fn start_libvirtd() {
-    must("mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/cache/libvirt /run/libvirt");
-    if !Path::new("/run/virtlogd.pid").exists() {
-        must("virtlogd -d");
-    }
-    must("libvirtd -d");
-    assert!(
-        wait_for(180, || virsh(&["list"]).status.success()),
-        "libvirtd did not come up"
-    );
-}
-
-/// Stops libvirtd by its pid (SIGTERM), leaving the guests running.
-fn stop_libvirtd() {
-    let pid = std::fs::read_to_string("/run/libvirtd.pid").unwrap();
-    must(&format!("kill -TERM {}", pid.trim()));
-    assert!(
-        wait_for(60, || !Path::new(&format!("/proc/{}", pid.trim())).exists()),
-        "libvirtd did not stop"
-    );
 }
 
 fn set_config(text: &str) {
@@ -941,8 +906,7 @@ fn watch_resubscribes_to_libvirt_events_after_libvirtd_restarts() {
     let t = tap("lv-rst", a);
     assert_eq!(root_port(&t), "60PU");
     let w = Watch::start("rst");
-    stop_libvirtd();
-    start_libvirtd();
+    libvirtd::restart();
     assert!(
         wait_for(60, || virsh_ok(&["domstate", "lv-rst"]).contains("running")),
         "the guest survived libvirtd's restart"
