@@ -546,21 +546,9 @@ fn hooks_on_error_abort_isolate_and_warn_do_what_they_say() {
     let hook = |on_error: &str| -> (Option<i32>, String) {
         lab.config(&format!("{base}on_error = \"{on_error}\"\n"));
         let log = lab.dir.join(format!("log-{on_error}"));
-        let mut child = lab
-            .vv_command(START)
-            .env("VIRT_VLAN_LOG_DIR", &log)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(xml.as_bytes())
-            .unwrap();
-        let o = child.wait_with_output().unwrap();
+        let mut c = lab.vv_command(START);
+        c.env("VIRT_VLAN_LOG_DIR", &log);
+        let o = fed(c, xml.as_bytes());
         let logged: String = std::fs::read_dir(&log)
             .into_iter()
             .flatten()
@@ -766,21 +754,9 @@ fn the_port_helper_gives_up_after_port_wait_logs_why_and_changes_nothing() {
     );
     let log = lab.dir.join("log");
     let started = std::time::Instant::now();
-    let mut child = lab
-        .vv_command(&["hook", "network", "lan", "port-created", "begin", "-"])
-        .env("VIRT_VLAN_LOG_DIR", &log)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(hook_data.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let mut c = lab.vv_command(&["hook", "network", "lan", "port-created", "begin", "-"]);
+    c.env("VIRT_VLAN_LOG_DIR", &log);
+    let o = fed(c, hook_data.as_bytes());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "port-created: {err}");
     assert!(

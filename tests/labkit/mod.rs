@@ -63,6 +63,22 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Runs `c` with `input` on its stdin (as libvirt feeds a hook) and its stdout and stderr
+/// captured.
+pub fn fed(mut c: Command, input: &[u8]) -> Output {
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // a hook that stops reading early is the hook's business, not a test failure here
+    let _ = std::io::Write::write_all(&mut stdin, input);
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
 /// Runs `c`, panicking with its output unless it succeeds; returns stdout.
 pub fn checked(mut c: Command, what: &str) -> String {
     let o = c
