@@ -6,7 +6,7 @@
 #   make reliability  prints the reliability figures and writes RELIABILITY.md
 
 # lab_deb installs the package `make deb` builds, so `lab` builds it first.
-LAB_SUITES := lab lab_hostile lab_libvirt lab_libvirt_live lab_ovs lab_deb
+LAB_SUITES := lab lab_hostile lab_libvirt lab_libvirt_live lab_ovs lab_deb lab_migrate
 
 .PHONY: all build deps lint unit lab test demo bench deb fuzz reliability
 all: build
