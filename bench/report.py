@@ -261,9 +261,10 @@ if wt:
     k = max(1, len(seq) // 5)
     w(f"\nIn order of arrival, the bridge growing from 1 to {len(seq)} managed ports: median of the first "
       f"{k} events {statistics.median(seq[:k]):.1f} ms, of the last {k} {statistics.median(seq[-k:]):.1f} ms. "
-      "Each reaction waits 25 ms for more notifications (coalescing), then runs the same pipeline as "
-      "`apply` over the whole host — read, plan, write and verify every managed port — not only over "
-      "the port that moved; scoping a reaction to the ports that moved is the next step.")
+      "A reaction starts at once (it reads only the notifications already queued with the first, "
+      "waiting for none), reads the kernel once and runs the same pipeline as `apply` on that read "
+      "over the whole host — plan, write and verify every managed port — not only over the port "
+      "that moved; scoping a reaction to the ports that moved is the next step.")
     w("\nWatcher resident memory (VmRSS) as events accumulate, each event a new managed port: " +
       ", ".join(f"{e} events → {kb / 1024:.1f} MiB" for e, kb in wt["rss_kb"]) +
       ". The number of managed ports grows with the events here, so this is memory against managed "

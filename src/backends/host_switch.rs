@@ -27,6 +27,9 @@ pub struct HostSwitch {
     ovs_unreachable: Option<String>,
     /// The Open vSwitch bridges of the latest read.
     ovs_bridges: BTreeSet<String>,
+    /// A read the caller already made with this switch (the watcher's, before it placed the
+    /// guests), served to the next `read` instead of dumping the kernel again.
+    reused: Option<HostState>,
 }
 
 /// Where ovsdb-server listens for this config.
@@ -59,7 +62,19 @@ impl HostSwitch {
             ovs,
             ovs_unreachable,
             ovs_bridges: BTreeSet::new(),
+            reused: None,
         })
+    }
+
+    /// Serves `state`, read with this switch, to the next `read`. Only for a state nothing
+    /// has changed since (see `session::run_on`).
+    pub fn reuse_read(&mut self, state: HostState) {
+        self.reused = Some(state);
+    }
+
+    /// Forgets a read left by [`HostSwitch::reuse_read`]: the next `read` asks again.
+    pub fn forget_reused_read(&mut self) {
+        self.reused = None;
     }
 
     /// Whether a write failed because another OVSDB client changed a port this run read:
@@ -75,6 +90,9 @@ impl HostSwitch {
 
 impl Switch for HostSwitch {
     fn read(&mut self, managed: &BTreeSet<String>) -> Result<HostState> {
+        if let Some(state) = self.reused.take() {
+            return Ok(state);
+        }
         let ovs = match &mut self.ovs {
             Some(o) => o.read()?,
             None => Vec::new(),
@@ -191,5 +209,35 @@ mod tests {
             "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_reused_read_stands_for_the_next_read_only() {
+        let config = Config::parse(
+            "t.toml",
+            "[bridges.vvreuse0]\n[ovs]\nsocket = \"/nonexistent/vv-reuse.sock\"\n",
+        )
+        .unwrap();
+        let mut sw = HostSwitch::open(&config).unwrap();
+        let mut state = HostState::default();
+        state.bridges.insert(
+            "vvreuse0".into(),
+            crate::state::BridgeState {
+                name: "vvreuse0".into(),
+                ..Default::default()
+            },
+        );
+        let managed = BTreeSet::from(["vvreuse0".to_string()]);
+        sw.reuse_read(state.clone());
+        assert_eq!(sw.read(&managed).unwrap(), state, "served without a dump");
+        assert_eq!(sw.stats().reads, 0);
+        // the next read asks the kernel (which has no such bridge)
+        let again = sw.read(&managed).unwrap();
+        assert!(!again.bridges.contains_key("vvreuse0"));
+        assert!(sw.stats().reads > 0);
+        // and a forgotten one is never served
+        sw.reuse_read(state);
+        sw.forget_reused_read();
+        assert!(!sw.read(&managed).unwrap().bridges.contains_key("vvreuse0"));
     }
 }

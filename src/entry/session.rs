@@ -24,8 +24,34 @@ pub fn run(
     scope: &Scope,
     mode: Mode,
 ) -> Result<Outcome> {
-    let mut sw = HostSwitch::open(config)?;
+    run_on(
+        HostSwitch::open(config)?,
+        store,
+        config,
+        guests,
+        scope,
+        mode,
+        &|| false,
+    )
+}
+
+/// [`run`] on a switch the caller opened, maybe holding a read it made with it
+/// ([`HostSwitch::reuse_read`]): that read stands for the run's first one only if
+/// `unchanged_since_read` says, once the lock is held, that nothing changed since (the
+/// watcher: no kernel notification has arrived since it read); otherwise the run reads again.
+/// Open vSwitch changes by others need no such check: our transaction waits on every column
+/// it read, so a change there makes it fail and the run read again.
+pub fn run_on(
+    mut sw: HostSwitch,
+    store: &Store,
+    config: &Config,
+    guests: &[GuestPort],
+    scope: &Scope,
+    mode: Mode,
+    unchanged_since_read: &dyn Fn() -> bool,
+) -> Result<Outcome> {
     if matches!(mode, Mode::DryRun) {
+        sw.forget_reused_read();
         let mut record = store.load_unlocked()?;
         return reconcile(
             &mut sw,
@@ -38,6 +64,10 @@ pub fn run(
         );
     }
     let lock = store.lock()?;
+    // a hook may have written between the caller's read and this lock
+    if !unchanged_since_read() {
+        sw.forget_reused_read();
+    }
     let mut record = store.load(&lock)?;
     // written ahead of the kernel writes: a run that dies half-way leaves claims, not orphans
     let mut journal = |r: &crate::ownership::Record| store.save(&lock, r);

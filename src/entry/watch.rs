@@ -1,8 +1,8 @@
 //! `virt-vlan watch`: event-driven reconciliation for what hooks cannot see — a `type='bridge'`
 //! hot-plug (no hook runs), `bridge vlan del` by hand, a bridge re-created by ifupdown or
 //! NetworkManager, an uplink re-enslaved. It subscribes to rtnetlink link notifications
-//! (and to libvirt's domain events through `virsh event`), never polls, coalesces bursts into
-//! one run of the shared pipeline, and resynchronises from a full dump when the kernel drops
+//! (and to libvirt's domain events through `virsh event`), never polls, acts on a lone change
+//! at once and on the queued notifications of a burst in one run of the shared pipeline, and resynchronises from a full dump when the kernel drops
 //! notifications. Its own writes come back as notifications that match what it wanted, so they
 //! trigger nothing. Where Open vSwitch runs, it also monitors ovsdb-server's bridges, ports and
 //! interfaces (`monitor_cond`): any change there makes a run (drift repaired, new guest ports
@@ -28,11 +28,11 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// After a relevant notification, wait this long for more before running (a burst of 100
-/// enslaves arrives as a stream of notifications a few ms apart).
-const QUIET: Duration = Duration::from_millis(25);
-/// ... but never longer than this in all.
-const MAX_COALESCE: Duration = Duration::from_millis(250);
+/// After a relevant notification, the notifications already queued are read with it (one run
+/// for them all), for at most this long; nothing waits for more to come. A lone change is
+/// acted on at once, and a burst that goes on arriving while a run runs queues up in the
+/// socket and makes the next run.
+const MAX_DRAIN: Duration = Duration::from_millis(250);
 
 /// After libvirt's event stream ends, try subscribing again this soon, doubling while
 /// libvirtd stays away, up to the maximum.
@@ -175,6 +175,9 @@ pub struct Watcher {
     /// watcher wake up without an event.
     resubscribe_at: Option<Instant>,
     resubscribe_delay: Duration,
+    /// The link notification socket's fd, once subscribed: a reaction's read of the kernel is
+    /// reused by its run only if nothing has arrived on it since.
+    events_fd: Option<i32>,
     /// Runs of the pipeline so far (for the log and tests).
     pub runs: u64,
 }
@@ -197,6 +200,7 @@ impl Watcher {
             libvirt_events: Vec::new(),
             resubscribe_at: None,
             resubscribe_delay: RESUBSCRIBE_FIRST,
+            events_fd: None,
             runs: 0,
         })
     }
@@ -331,11 +335,13 @@ impl Watcher {
     }
 
     /// Reads the kernel, remembers which links are where, and runs the pipeline over every
-    /// managed bridge. Failures are logged: a daemon keeps going.
+    /// managed bridge — on that same read when no notification has come since (one dump per
+    /// reaction instead of two). Failures are logged: a daemon keeps going.
     pub fn reconcile(&mut self, why: &str) -> Result<()> {
         let start = Instant::now();
         let managed: BTreeSet<String> = self.config.bridges.keys().cloned().collect();
-        let state = HostSwitch::open(&self.config)?.read(&managed)?;
+        let mut sw = HostSwitch::open(&self.config)?;
+        let state = sw.read(&managed)?;
         self.links.clear();
         self.bridges.clear();
         for b in state.bridges.values() {
@@ -351,7 +357,17 @@ impl Watcher {
         let config = self.servable(&state);
         let guests = self.guests(&config, &state);
         self.runs += 1;
-        let outcome = session::run(&self.store, &config, &guests, &Scope::Host, Mode::Apply)?;
+        sw.reuse_read(state);
+        let events_fd = self.events_fd;
+        let outcome = session::run_on(
+            sw,
+            &self.store,
+            &config,
+            &guests,
+            &Scope::Host,
+            Mode::Apply,
+            &|| events_fd.is_some_and(|fd| !readable(fd)),
+        )?;
         let changed = outcome.plan.changed_ports();
         if changed.is_empty() && outcome.plan.settings.is_empty() {
             tracing::debug!("{why}: nothing to do ({:?})", start.elapsed());
@@ -546,6 +562,7 @@ pub fn run(config_path: &Path, once: bool) -> Result<()> {
     let mut signals = Signals::register()?;
     let mut w = Watcher::new(config_path)?;
     let mut events = LinkEvents::subscribe()?;
+    w.events_fd = Some(events.fd());
     if once {
         return w.reconcile("once");
     }
@@ -653,8 +670,18 @@ pub fn run(config_path: &Path, once: bool) -> Result<()> {
     }
 }
 
-/// Reads notifications, and after the first relevant one keeps reading until the stream
-/// goes quiet, so a burst makes one run. Returns why to run, if at all.
+/// Whether `fd` has something to read now.
+fn readable(fd: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    unsafe { libc::poll(&mut pfd, 1, 0) != 0 }
+}
+
+/// Reads notifications, and after the first relevant one every notification already queued
+/// (see [`MAX_DRAIN`]). Returns why to run, if at all.
 fn collect(
     w: &mut Watcher,
     events: &mut LinkEvents,
@@ -682,11 +709,10 @@ fn collect(
         if why.is_none() {
             return Ok(None);
         }
-        let left = MAX_COALESCE.saturating_sub(started.elapsed());
-        if left.is_zero() {
+        if started.elapsed() >= MAX_DRAIN {
             break;
         }
-        batch = events.wait(Some(QUIET.min(left)))?;
+        batch = events.read()?;
         if batch.is_empty() {
             break;
         }
