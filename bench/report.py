@@ -261,8 +261,8 @@ if wt:
     k = max(1, len(seq) // 5)
     w(f"\nIn order of arrival, the bridge growing from 1 to {len(seq)} managed ports: median of the first "
       f"{k} events {statistics.median(seq[:k]):.1f} ms, of the last {k} {statistics.median(seq[-k:]):.1f} ms. "
-      "A reaction starts at once (it reads only the notifications already queued with the first, "
-      "waiting for none), reads the kernel once and runs the same pipeline as `apply` on that read "
+      "A reaction to one port starts at once (only a burst, notifications for several ports queued "
+      "together, waits for more), reads the kernel once and runs the same pipeline as `apply` on that read "
       "over the whole host — plan, write and verify every managed port — not only over the port "
       "that moved; scoping a reaction to the ports that moved is the next step.")
     w("\nWatcher resident memory (VmRSS) as events accumulate, each event a new managed port: " +

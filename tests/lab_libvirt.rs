@@ -6,12 +6,11 @@
 
 mod labkit;
 
+use labkit::host::*;
 use labkit::*;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-
-const CONFIG_PATH: &str = "/etc/virt-vlan/virt-vlan.toml";
 
 /// The host: br0 with uplink up0 to a switch namespace; guests may have VIDs 1-2000; the
 /// uplink carries 100 and whatever local guests use.
@@ -92,29 +91,12 @@ fn ensure_lan() {
     virsh_ok(&["net-start", "lan"]);
 }
 
-fn set_config(text: &str) {
-    std::fs::create_dir_all("/etc/virt-vlan").unwrap();
-    std::fs::write(CONFIG_PATH, text).unwrap();
-}
-
-fn vv_ok(args: &[&str]) -> String {
-    let mut c = Command::new(BIN);
-    c.args(args);
-    checked(c, &format!("virt-vlan {args:?}"))
-}
-
 fn virsh(args: &[&str]) -> Output {
-    virsh_command(args).stdin(Stdio::null()).output().unwrap()
-}
-
-fn virsh_command(args: &[&str]) -> Command {
-    let mut c = Command::new("virsh");
-    c.args(["-c", "qemu:///system"]).args(args);
-    c
+    virsh_on(QEMU, args)
 }
 
 fn virsh_ok(args: &[&str]) -> String {
-    checked(virsh_command(args), &format!("virsh {args:?}"))
+    virsh_ok_on(QEMU, args)
 }
 
 /// Replaces a running guest's virt-vlan metadata (`inner`: `<vlans>…</vlans>`, unprefixed).
@@ -213,25 +195,12 @@ impl Drop for Guests {
 }
 
 fn record() -> serde_json::Value {
-    serde_json::from_str(
-        &std::fs::read_to_string("/run/virt-vlan/ownership.json").unwrap_or("{}".into()),
-    )
-    .unwrap()
+    serde_json::from_str(&std::fs::read_to_string(RECORD_PATH).unwrap_or("{}".into())).unwrap()
 }
 
-/// Record entries (bridge, port) of a domain.
+/// The ports the record ties to a domain.
 fn recorded_ports(domain: &str) -> Vec<String> {
-    let r = record();
-    let mut out = Vec::new();
-    for (_, ports) in r["bridges"].as_object().into_iter().flatten() {
-        for (port, e) in ports.as_object().unwrap() {
-            if e["origin"]["domain"] == domain {
-                out.push(port.clone());
-            }
-        }
-    }
-    out.sort();
-    out
+    recorded_ports_in(RECORD_PATH, domain)
 }
 
 #[test]

@@ -13,6 +13,7 @@
 mod labkit;
 
 use labkit::frames::arp_senders_seen_on_each;
+use labkit::host::*;
 use labkit::*;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -20,8 +21,6 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-const CONFIG_PATH: &str = "/etc/virt-vlan/virt-vlan.toml";
-const QEMU: &str = "qemu:///system";
 const LXC: &str = "lxc:///system";
 
 /// br1 with uplink up1 to switch namespace sw1; guests may have VIDs 1-2000; the uplink
@@ -198,38 +197,12 @@ fn libvirt_writes_vlans() -> bool {
     libvirt_major() >= 11
 }
 
-fn set_config(text: &str) {
-    std::fs::create_dir_all("/etc/virt-vlan").unwrap();
-    std::fs::write(CONFIG_PATH, text).unwrap();
-}
-
 fn vv(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .stdin(Stdio::null())
         .output()
         .unwrap()
-}
-
-fn vv_ok(args: &[&str]) -> String {
-    let mut c = Command::new(BIN);
-    c.args(args);
-    checked(c, &format!("virt-vlan {args:?}"))
-}
-
-fn virsh_on(uri: &str, args: &[&str]) -> Output {
-    Command::new("virsh")
-        .args(["-c", uri])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn virsh_ok_on(uri: &str, args: &[&str]) -> String {
-    let mut c = Command::new("virsh");
-    c.args(["-c", uri]).args(args);
-    checked(c, &format!("virsh -c {uri} {args:?}"))
 }
 
 fn virsh(args: &[&str]) -> Output {

@@ -25,14 +25,14 @@
 
 mod labkit;
 
+use labkit::host::*;
 use labkit::*;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-const A_URI: &str = "qemu:///system";
-const CONFIG_PATH: &str = "/etc/virt-vlan/virt-vlan.toml";
+const A_URI: &str = QEMU;
 const A_HOOK_LOG: &str = "/var/log/virt-vlan/virt-vlan.log";
 
 /// Host A: guests may have VIDs 1-2000; the uplink carries 100 and what local guests use.
@@ -124,35 +124,12 @@ fn setup_a() {
     libvirtd::restart();
 }
 
-fn set_config(text: &str) {
-    std::fs::create_dir_all("/etc/virt-vlan").unwrap();
-    std::fs::write(CONFIG_PATH, text).unwrap();
-}
-
-fn vv_ok(args: &[&str]) -> String {
-    let mut c = Command::new(BIN);
-    c.args(args);
-    checked(c, &format!("virt-vlan {args:?}"))
-}
-
-fn virsh_command(uri: &str, args: &[&str]) -> Command {
-    let mut c = Command::new("virsh");
-    c.args(["-c", uri]).args(args);
-    c
-}
-
 fn virsh(uri: &str, args: &[&str]) -> Output {
-    virsh_command(uri, args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    virsh_on(uri, args)
 }
 
 fn virsh_ok(uri: &str, args: &[&str]) -> String {
-    checked(
-        virsh_command(uri, args),
-        &format!("virsh -c {uri} {args:?}"),
-    )
+    virsh_ok_on(uri, args)
 }
 
 /// The network `mig` on the host at `uri`, bridge-mode onto `bridge`, defined and active.
@@ -250,23 +227,11 @@ fn b_port(port: &str) -> String {
     )
 }
 
-/// The ports a virt-vlan record (`ownership.json`) ties to `domain`.
 fn recorded_ports(record_path: &str, domain: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(record_path).unwrap_or_else(|_| "{}".into());
-    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let mut out = Vec::new();
-    for (_, ports) in r["bridges"].as_object().into_iter().flatten() {
-        for (port, e) in ports.as_object().unwrap() {
-            if e["origin"]["domain"] == domain {
-                out.push(port.clone());
-            }
-        }
-    }
-    out.sort();
-    out
+    recorded_ports_in(record_path, domain)
 }
 
-const A_RECORD: &str = "/run/virt-vlan/ownership.json";
+const A_RECORD: &str = RECORD_PATH;
 
 fn b_record() -> String {
     b_path("run-virt-vlan/ownership.json")

@@ -2,8 +2,8 @@
 //! hot-plug (no hook runs), `bridge vlan del` by hand, a bridge re-created by ifupdown or
 //! NetworkManager, an uplink re-enslaved. It subscribes to rtnetlink link notifications
 //! (and to libvirt's domain events through `virsh event`), never polls, acts on a lone change
-//! at once and on the queued notifications of a burst in one run of the shared pipeline, and resynchronises from a full dump when the kernel drops
-//! notifications. Its own writes come back as notifications that match what it wanted, so they
+//! at once and coalesces a burst into one run of the shared pipeline, and resynchronises from
+//! a full dump when the kernel drops notifications. Its own writes come back as notifications that match what it wanted, so they
 //! trigger nothing. Where Open vSwitch runs, it also monitors ovsdb-server's bridges, ports and
 //! interfaces (`monitor_cond`): any change there makes a run (drift repaired, new guest ports
 //! given their VLANs, deleted ones pruned from on-demand uplinks), and when ovsdb-server goes
@@ -28,11 +28,13 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// After a relevant notification, the notifications already queued are read with it (one run
-/// for them all), for at most this long; nothing waits for more to come. A lone change is
-/// acted on at once, and a burst that goes on arriving while a run runs queues up in the
-/// socket and makes the next run.
-const MAX_DRAIN: Duration = Duration::from_millis(250);
+/// After a relevant notification, the notifications already queued are read with it. If they
+/// move one port only, the run starts at once: a lone change waits for nothing. If they move
+/// several (a burst: 100 enslaves arrive a few ms apart), the watcher waits up to `QUIET` at a
+/// time for more before running...
+const QUIET: Duration = Duration::from_millis(25);
+/// ... but never longer than this in all.
+const MAX_COALESCE: Duration = Duration::from_millis(250);
 
 /// After libvirt's event stream ends, try subscribing again this soon, doubling while
 /// libvirtd stays away, up to the maximum.
@@ -680,8 +682,8 @@ fn readable(fd: i32) -> bool {
     unsafe { libc::poll(&mut pfd, 1, 0) != 0 }
 }
 
-/// Reads notifications, and after the first relevant one every notification already queued
-/// (see [`MAX_DRAIN`]). Returns why to run, if at all.
+/// Reads notifications, and after the first relevant one every notification already queued,
+/// and in a burst those that follow (see [`QUIET`]). Returns why to run, if at all.
 fn collect(
     w: &mut Watcher,
     events: &mut LinkEvents,
@@ -691,6 +693,8 @@ fn collect(
     let mut batch = events.read()?;
     let started = Instant::now();
     let mut seen = 0usize;
+    // the links whose notifications were relevant: more than one is a burst
+    let mut moved = BTreeSet::new();
     loop {
         for e in batch {
             seen += 1;
@@ -700,8 +704,9 @@ fn collect(
                     why.get_or_insert_with(|| "resync after overrun".to_string());
                 }
                 Event::Link(c) => {
-                    if w.relevant(&c, &record) && why.is_none() {
-                        why = Some(describe(&c));
+                    if w.relevant(&c, &record) {
+                        moved.insert(c.ifindex);
+                        why.get_or_insert_with(|| describe(&c));
                     }
                 }
             }
@@ -709,12 +714,19 @@ fn collect(
         if why.is_none() {
             return Ok(None);
         }
-        if started.elapsed() >= MAX_DRAIN {
+        let left = MAX_COALESCE.saturating_sub(started.elapsed());
+        if left.is_zero() {
             break;
         }
         batch = events.read()?;
         if batch.is_empty() {
-            break;
+            if moved.len() < 2 {
+                break;
+            }
+            batch = events.wait(Some(QUIET.min(left)))?;
+            if batch.is_empty() {
+                break;
+            }
         }
     }
     Ok(why.map(|w| {

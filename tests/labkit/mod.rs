@@ -8,6 +8,7 @@
 //! `ip -batch` per namespace, and commands enter namespaces with `setns` before `exec`.
 #![allow(dead_code)]
 pub mod frames;
+pub mod host;
 pub mod libvirtd;
 pub mod ovs;
 
