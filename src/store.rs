@@ -8,6 +8,7 @@ use crate::ownership::Record;
 use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// What libvirt told a hook, kept as the XML it sent.
@@ -73,6 +74,9 @@ fn unfile_name(s: &str) -> Option<String> {
 /// Default state directory; `VIRT_VLAN_STATE_DIR` overrides it (tests, chroots).
 pub const DEFAULT_DIR: &str = "/run/virt-vlan";
 
+/// Largest ownership record read: a host with thousands of ports records a few MiB.
+const MAX_RECORD: u64 = 64 << 20;
+
 /// The state directory.
 pub struct Store {
     dir: PathBuf,
@@ -130,16 +134,41 @@ impl Store {
     /// Reads the record without the lock, for read-only views (`show`).
     pub fn load_unlocked(&self) -> Result<Record> {
         let path = self.record_path();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).with_context(|| {
+        // Only a regular file is read: a FIFO put there would block every run, a device could
+        // be endless. Opened without following a FIFO's writer (O_NONBLOCK), checked, bounded.
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(&path);
+        let text = match opened {
+            Ok(f) => {
+                let kind = f.metadata().map(|m| m.file_type());
+                if !kind.as_ref().is_ok_and(|k| k.is_file()) {
+                    anyhow::bail!(
+                        "ownership record {} is {}, not a regular file; move it away to start \
+                         over (virt-vlan will then treat every VID on the host as foreign)",
+                        path.display(),
+                        kind.map_or_else(|e| format!("unreadable ({e})"), kind_of)
+                    );
+                }
+                crate::text::read_limited(f, &path.display().to_string(), MAX_RECORD)
+                    .map_err(|e| anyhow::anyhow!("ownership record {e}"))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Record::default()),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => anyhow::bail!(
+                "ownership record {} is a symbolic link; refused (move it away to start over)",
+                path.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        {
+            serde_json::from_str(&text).with_context(|| {
                 format!(
                     "ownership record {} is damaged; move it away to start over \
                      (virt-vlan will then treat every VID on the host as foreign)",
                     path.display()
                 )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Record::default()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+            })
         }
     }
 
@@ -212,6 +241,23 @@ impl Store {
     }
 }
 
+/// What a file that is not a regular one is, in words.
+fn kind_of(k: std::fs::FileType) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if k.is_dir() {
+        "a directory"
+    } else if k.is_fifo() {
+        "a FIFO"
+    } else if k.is_socket() {
+        "a socket"
+    } else if k.is_block_device() || k.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
+    };
+    what.to_string()
+}
+
 /// Writes `path` so that readers see the old or the new content, never a part. No fsync:
 /// the state directory lives in /run (tmpfs), gone at reboot with the VLANs it describes,
 /// so only the rename's atomicity matters, and hooks sit on the guest-start path.
@@ -265,6 +311,38 @@ mod tests {
         std::fs::write(store.dir().join("ownership.json"), "{not json").unwrap();
         let e = format!("{:#}", store.load(&lock).unwrap_err());
         assert!(e.contains("ownership.json is damaged"), "{e}");
+        let _ = std::fs::remove_dir_all(store.dir());
+    }
+
+    #[test]
+    fn a_record_that_is_no_regular_file_is_refused_without_blocking() {
+        let store = Store::at(&tmpdir("kinds"));
+        let lock = store.lock().unwrap();
+        let path = store.dir().join("ownership.json");
+        let load = || format!("{:#}", store.load(&lock).unwrap_err());
+        // a FIFO nobody writes to: reading it would block every run
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = load();
+        assert!(
+            e.contains("ownership.json is a FIFO, not a regular file"),
+            "{e}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let e = load();
+        assert!(
+            e.contains("ownership.json is a directory, not a regular file"),
+            "{e}"
+        );
+        std::fs::remove_dir(&path).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", &path).unwrap();
+        let e = load();
+        assert!(e.contains("ownership.json is a symbolic link"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"{\"bridges\": \xff}").unwrap();
+        let e = load();
+        assert!(e.contains("ownership.json:1: not UTF-8"), "{e}");
         let _ = std::fs::remove_dir_all(store.dir());
     }
 

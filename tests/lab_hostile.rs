@@ -7,7 +7,9 @@
 //! before, runs the real binary, and asserts the exit code, the message, and both snapshots
 //! identical after. The cases refused before any kernel access are in `tests/hostile.rs` (run
 //! on any machine). Faults, a test each: `/run` full, `[hooks] on_error` (abort, warn,
-//! isolate), a hanging `virsh`, and a netlink notification overrun under the watcher.
+//! isolate), a hanging `virsh`, a netlink notification overrun under the watcher, an
+//! interrupted dump, the port helper timing out, a damaged or unreadable ownership record, and
+//! a dispatcher script that never reads a domain XML larger than a pipe.
 
 mod labkit;
 
@@ -784,4 +786,205 @@ fn the_port_helper_gives_up_after_port_wait_logs_why_and_changes_nothing() {
         "the helper is still running"
     );
     assert_eq!(kernel_dump(&lab), before, "the helper changed nothing");
+}
+
+/// Runs `c` with `input` on stdin, killing it after `secs`: (exit code, stderr, how long).
+/// A run that blocks (on a FIFO, say) fails its test instead of hanging the suite.
+fn timed(mut c: std::process::Command, input: &[u8], secs: u64) -> (Option<i32>, String, f64) {
+    use wait_timeout::ChildExt;
+    let started = std::time::Instant::now();
+    let err = tempfile_in_lab();
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let status = child
+        .wait_timeout(std::time::Duration::from_secs(secs))
+        .unwrap();
+    let code = match status {
+        Some(s) => s.code(),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "still running after {secs} s (killed): {}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+    };
+    let _ = feeder.join();
+    let said = std::fs::read_to_string(&err).unwrap_or_default();
+    let _ = std::fs::remove_file(&err);
+    (code, said, started.elapsed().as_secs_f64())
+}
+
+fn tempfile_in_lab() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    std::env::temp_dir().join(format!(
+        "vv-hostile-{}-{}.err",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// A fault (issue 11): a damaged or unreadable ownership record — cut short, not UTF-8, a
+/// directory, a FIFO nobody writes (reading it would block every run), a symbolic link.
+/// `apply`, the qemu `start` hook and `watch --once` each stop before any kernel write, exit 1
+/// naming the file, and block on nothing; the kernel is as it was. With the record put back,
+/// the same change goes through; with it moved away, a run starts over.
+#[test]
+fn a_damaged_or_unreadable_ownership_record_stops_every_run_before_any_write() {
+    let mut lab = Lab::new("badrecord");
+    lab.veth_port("up0", "br0");
+    lab.veth_port("g1", "br0");
+    lab.veth_port("g2", "br0");
+    lab.build();
+    let base = "[bridges.br0]\n[bridges.br0.uplinks.up0]\ntagged = \"100\"\non_demand = true\n";
+    lab.config(&format!(
+        "{base}[[ports]]\ninterface = \"g1\"\npvid = 100\n"
+    ));
+    lab.vv_ok(&["apply"]);
+    assert_eq!(lab.port("g1"), "100PU");
+    // what every run below would change: g1 to 200, the guest's g2 to 50
+    lab.config(&format!(
+        "{base}[[ports]]\ninterface = \"g1\"\npvid = 200\n"
+    ));
+    let path = lab.dir.join("state/ownership.json");
+    let good = std::fs::read(&path).unwrap();
+    let xml = domain(&[("52:54:00:00:00:01", "g2", 50)]);
+    let damage: &[(&str, &str)] = &[
+        ("cut short", "is damaged"),
+        ("not UTF-8", "not UTF-8 text"),
+        ("a directory", "is a directory, not a regular file"),
+        ("a FIFO", "is a FIFO, not a regular file"),
+        ("a symbolic link", "is a symbolic link"),
+    ];
+    let before = kernel_dump(&lab);
+    for (kind, says) in damage {
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir_all(&path);
+        match *kind {
+            "cut short" => std::fs::write(&path, &good[..good.len() / 2]).unwrap(),
+            "not UTF-8" => std::fs::write(&path, b"{\"bridges\": {\"br0\xff\": {}}}").unwrap(),
+            "a directory" => std::fs::create_dir(&path).unwrap(),
+            "a FIFO" => {
+                must(&format!("mkfifo {}", path.display()));
+            }
+            _ => std::os::unix::fs::symlink(lab.dir.join("elsewhere.json"), &path).unwrap(),
+        }
+        let runs: [(&str, &[&str], &[u8]); 3] = [
+            ("apply", &["apply"], b""),
+            ("start hook", START, xml.as_bytes()),
+            ("watch --once", &["watch", "--once"], b""),
+        ];
+        for (who, args, input) in runs {
+            let mut c = lab.vv_command(args);
+            c.env("VIRT_VLAN_LOG_DIR", lab.dir.join("log"));
+            let (code, err, took) = timed(c, input, 60);
+            println!(
+                "record {kind}: {who} -> {code:?} in {took:.1} s: {}",
+                err.trim()
+            );
+            assert_eq!(code, Some(1), "record {kind}: {who}: {err}");
+            assert!(
+                err.contains("ownership record")
+                    && err.contains("ownership.json")
+                    && err.contains(says),
+                "record {kind}: {who} does not name the file and what is wrong: {err}"
+            );
+            assert!(!err.contains("panicked"), "{err}");
+            assert_eq!(
+                kernel_dump(&lab),
+                before,
+                "record {kind}: {who} wrote to the kernel"
+            );
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    std::fs::write(&path, &good).unwrap();
+    lab.vv_ok(&["apply"]);
+    assert_eq!(
+        lab.port("g1"),
+        "200PU",
+        "with the record back, the change goes through"
+    );
+    std::fs::remove_file(&path).unwrap();
+    let o = lab.vv(&["apply", "--stats"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(lab.port("g1"), "200PU", "moved away, a run starts over");
+    assert!(path.exists(), "and records again");
+}
+
+/// A fault (issue 11): a kvmvlan-style script that never reads its stdin, handed a domain XML
+/// larger than a pipe holds (over 64 KiB). Installed as the main hook, virt-vlan does its own
+/// work (the guest's tap gets its VLAN), then runs the script with the XML fed from a thread:
+/// the script is killed at `script_timeout` with its process group, the hook fails the start
+/// naming the script and the limit, and it returns within that limit, not blocked writing.
+#[test]
+fn a_script_that_never_reads_a_large_domain_xml_is_killed_at_its_time_limit() {
+    let mut lab = Lab::new("bigstdin");
+    lab.veth_port("up0", "br0");
+    lab.veth_port("g2", "br0");
+    lab.build();
+    lab.config(
+        "[bridges.br0]\n[bridges.br0.uplinks.up0]\non_demand = true\n[hooks]\nscript_timeout = 2\n",
+    );
+    lab.vv_ok(&["apply"]);
+    let root = lab.dir.join("root");
+    let hooks = root.join("etc/libvirt/hooks");
+    let scripts = hooks.join("qemu_start_begin.d");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let main_hook = hooks.join("qemu");
+    std::os::unix::fs::symlink(BIN, &main_hook).unwrap();
+    let marker = format!("vv-never-reads-{}", std::process::id());
+    let script = scripts.join("10-never-reads");
+    std::fs::write(
+        &script,
+        format!("#!/bin/bash\nexec -a {marker} sleep 600\n"),
+    )
+    .unwrap();
+    must(&format!("chmod 755 {}", script.display()));
+    let mut xml = domain(&[("52:54:00:00:00:01", "g2", 50)]);
+    let filler = format!("<description>{}</description>\n", "x".repeat(200 << 10));
+    xml = xml.replace("<metadata>", &format!("{filler}<metadata>"));
+    assert!(xml.len() > 200 << 10);
+    let mut c = in_ns(&lab.name, main_hook.to_str().unwrap());
+    c.args(["vm1", "start", "begin", "-"])
+        .env("VIRT_VLAN_ROOT", &root)
+        .env("VIRT_VLAN_CONFIG", lab.dir.join("virt-vlan.toml"))
+        .env("VIRT_VLAN_STATE_DIR", lab.dir.join("state"))
+        .env("VIRT_VLAN_LOG_DIR", lab.dir.join("log"));
+    let (code, err, took) = timed(c, xml.as_bytes(), 60);
+    println!(
+        "a script that never reads {} KiB -> {code:?} in {took:.1} s: {}",
+        xml.len() >> 10,
+        err.trim()
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("10-never-reads") && err.contains("killed after 2s"),
+        "{err}"
+    );
+    assert!(
+        took < 15.0,
+        "the hook took {took:.1} s with a 2 s script limit"
+    );
+    assert_eq!(lab.port("g2"), "50PU", "virt-vlan's own work came first");
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &marker])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "the script outlived its limit: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 }
